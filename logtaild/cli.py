@@ -1,0 +1,115 @@
+"""The `logtaild` command: flags, config merge, logging set-up, and exit codes.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (a bad flag, a bad config, a port in
+use). Every error is one line on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from typing import Any
+
+import click
+import yaml
+
+from logtaild import __version__
+from logtaild.config import Config, ConfigError, FileConfig, check, load, to_dict
+from logtaild.exporter import ListenError
+from logtaild.service import Service
+
+EPILOG = """\b
+Examples:
+  logtaild --file /var/log/nginx/access.tsv
+  logtaild --file access.log --interval 2 --listen 127.0.0.1:10181
+  logtaild --file access.log --from-start --once          # one report over the whole file
+  logtaild --config /etc/logtaild/config.yaml --state-file /var/lib/logtaild/state.json
+  logtaild --check-config /etc/logtaild/config.yaml
+
+Reports go to stdout, logs to stderr; /metrics is served on port 10181 of every interface unless
+--listen says otherwise.
+"""
+
+
+class UsageFailure(Exception):
+    """Raised to exit 2 with one line."""
+
+
+def _overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The flags that were given, as Config field values."""
+    out: dict[str, Any] = {}
+    for name in ("listen", "interval", "state_file"):
+        if options.get(name) is not None:
+            out[name] = options[name]
+    if options.get("from_start"):
+        out["from_start"] = True
+    if options.get("file"):
+        out["files"] = tuple(FileConfig(path) for path in options["file"])
+    return out
+
+
+def effective_config(options: dict[str, Any]) -> Config:
+    """The config file (if any) with the flags on top, validated."""
+    base = load(options["config"]) if options.get("config") else Config()
+    config = check(dataclasses.replace(base, **_overrides(options)))
+    if not config.files:
+        raise ConfigError("nothing to follow: give --file PATH or a config with files")
+    return config
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=getattr(logging, level.upper()),
+        format="%(asctime)s logtaild %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+
+
+@click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--file", "-f", multiple=True, metavar="PATH",
+              help="Access log to follow (TSV format); repeatable. Waited for if it does not exist.")
+@click.option("--config", "-c", metavar="FILE", type=click.Path(dir_okay=False),
+              help="YAML config file; flags override it.")
+@click.option("--check-config", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Validate FILE, print the effective config and exit.")
+@click.option("--interval", type=float, metavar="SECONDS",
+              help="Report period (default 10; fractions allowed).")
+@click.option("--listen", metavar="[HOST]:PORT", help="Where /metrics is served (default :10181).")
+@click.option("--from-start", is_flag=True, help="Read files that already exist from their start.")
+@click.option("--once", is_flag=True, help="Read to the end, print one report, exit; no HTTP server.")
+@click.option("--state-file", metavar="PATH", help="Checkpoint file: resume where the last run stopped.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.version_option(__version__, "--version", prog_name="logtaild")
+def command(**options: Any) -> None:
+    """Follow a rotating web access log: a per-route/per-status QPS report on stdout every
+    --interval seconds, and Prometheus metrics on /metrics."""
+    _setup_logging(options["log_level"])
+    if options.get("check_config"):
+        config = check(load(options["check_config"]))
+        click.echo(yaml.safe_dump(to_dict(config), sort_keys=False), nl=False)
+        return
+    config = effective_config(options)
+    sys.exit(Service(config, once=options["once"]).run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the command, turning every expected error into one line and an exit code."""
+    try:
+        command.main(args=argv, prog_name="logtaild", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), 2)
+    except (ConfigError, ListenError) as exc:
+        _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), 1)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"logtaild: error: {message}", err=True)
+    sys.exit(code)

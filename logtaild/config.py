@@ -1,0 +1,279 @@
+"""`Config`: frozen dataclasses with the defaults, YAML loading, and `ConfigError` naming the key path.
+
+The YAML is mapped onto the dataclasses by their type hints, so a key that is not a field is an
+error ("files[0].fromat: unknown key"), and so is a value of the wrong type; checks that types
+cannot express (ranges, regexes, formats) follow in `_check`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+DEFAULT_PORT = 10181
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+FORMATS = ("tsv", "combined", "json")
+
+
+class ConfigError(ValueError):
+    """A bad flag or config value; the message names the key path."""
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    """One followed path (or glob) and how to read it."""
+
+    path: str
+    format: str = "tsv"
+    labels: dict[str, str] = field(default_factory=dict)
+    #: combined format: unit of an optional trailing request time ("seconds" as nginx's
+    #: $request_time, "microseconds" as Apache's %D), or None when lines carry none
+    latency_unit: str | None = None
+    #: json format: our field name -> the field name in the log's objects
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """A route rewrite: the first rule whose `match` regex is found applies `replace` (re.sub)."""
+
+    match: str
+    replace: str
+
+
+@dataclass(frozen=True)
+class RoutesConfig:
+    max: int = 1000
+    builtin: bool = True
+    rules: tuple[RuleConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Exponential (start * factor**i) or linear (start + width*i) bucket bounds."""
+
+    start: float
+    count: int
+    factor: float | None = None
+    width: float | None = None
+
+
+@dataclass(frozen=True)
+class HistogramConfig:
+    buckets: tuple[float, ...] | None = None
+    exponential: GeneratorConfig | None = None
+    linear: GeneratorConfig | None = None
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    """Objectives for the routes whose normalized value matches `route` (a regex, full match)."""
+
+    route: str
+    latency_threshold: float = 0.5
+    latency_objective: float = 0.99
+    availability: float = 0.999
+    team: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = f":{DEFAULT_PORT}"
+    interval: float = 10.0
+    state_file: str | None = None
+    files: tuple[FileConfig, ...] = ()
+    routes: RoutesConfig = field(default_factory=RoutesConfig)
+    histogram: HistogramConfig = field(default_factory=HistogramConfig)
+    slo: tuple[SloConfig, ...] = ()
+    from_start: bool = False
+    poll_interval: float = 0.25
+    drain_grace: float = 2.0
+    max_line: int = 65536
+    rescan_interval: float = 5.0
+
+    def bucket_bounds(self) -> tuple[float, ...]:
+        """Histogram bounds in seconds, with every SLO threshold added so slow counts are exact."""
+        hist = self.histogram
+        if hist.buckets is not None:
+            bounds = list(hist.buckets)
+        elif hist.exponential is not None:
+            gen = hist.exponential
+            bounds = [gen.start * (gen.factor or 2.0) ** i for i in range(gen.count)]
+        elif hist.linear is not None:
+            gen = hist.linear
+            bounds = [gen.start + (gen.width or 1.0) * i for i in range(gen.count)]
+        else:
+            bounds = list(DEFAULT_BUCKETS)
+        bounds += [slo.latency_threshold for slo in self.slo] + [SloConfig("").latency_threshold]
+        return tuple(sorted({round(b, 9) for b in bounds}))
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`[HOST]:PORT` -> (host, port); an empty host means all interfaces; IPv6 as `[::1]:PORT`."""
+    match = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]*)):(\d{1,5})", text)
+    if not match or not 0 < int(match.group(3)) < 65536:
+        raise ConfigError(f"listen: {text!r} is not [HOST]:PORT (for example :{DEFAULT_PORT} or "
+                          f"127.0.0.1:{DEFAULT_PORT})")
+    return match.group(1) or match.group(2) or "", int(match.group(3))
+
+
+# ---- mapping YAML onto the dataclasses ----------------------------------------------------------
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        kind = next(option for option in options if option is not type(None))
+        origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        return build(kind, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        item = typing.get_args(kind)[0]
+        return tuple(_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {str(k): _scalar(str, v, f"{where}.{k}") for k, v in value.items()}
+    return _scalar(kind, value, where)
+
+
+def _scalar(kind: type, value: Any, where: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # label values such as `team: 42`
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {_type_name(kind)}, got {type(value).__name__} {value!r:.40}")
+    return value
+
+
+def build(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, naming the key path in every error."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{_join(where, key)}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _convert(hints[f.name], data[f.name], _join(where, f.name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{_join(where, f.name)}: required")
+    return cls(**kwargs)
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+# ---- checks beyond types --------------------------------------------------------------------------
+
+def _positive(value: float, where: str) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{where}: must be a positive number, got {value}")
+
+
+def _fraction(value: float, where: str) -> None:
+    if not 0 < value < 1:
+        raise ConfigError(f"{where}: must be between 0 and 1 (exclusive), got {value}")
+
+
+def _regex(pattern: str, where: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}: invalid regex: {exc}") from None
+
+
+def check(config: Config) -> Config:
+    """Validate what types cannot; returns the config for chaining."""
+    parse_listen(config.listen)
+    for name in ("interval", "poll_interval", "drain_grace", "rescan_interval"):
+        _positive(getattr(config, name), name)
+    if config.max_line < 256:
+        raise ConfigError(f"max_line: must be at least 256, got {config.max_line}")
+    for i, file in enumerate(config.files):
+        where = f"files[{i}]"
+        if not file.path:
+            raise ConfigError(f"{where}.path: must not be empty")
+        if file.format not in FORMATS:
+            raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
+        if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
+            raise ConfigError(f"{where}.latency_unit: must be seconds, milliseconds or microseconds")
+        for label in file.labels:
+            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") or label in (
+                    "route", "method", "status", "le", "file"):
+                raise ConfigError(f"{where}.labels.{label}: not a usable Prometheus label name")
+    if config.routes.max < 1:
+        raise ConfigError(f"routes.max: must be at least 1, got {config.routes.max}")
+    for i, rule in enumerate(config.routes.rules):
+        _regex(rule.match, f"routes.rules[{i}].match")
+    _check_histogram(config.histogram)
+    for i, slo in enumerate(config.slo):
+        _regex(slo.route, f"slo[{i}].route")
+        _positive(slo.latency_threshold, f"slo[{i}].latency_threshold")
+        _fraction(slo.latency_objective, f"slo[{i}].latency_objective")
+        _fraction(slo.availability, f"slo[{i}].availability")
+    return config
+
+
+def _check_histogram(hist: HistogramConfig) -> None:
+    given = [name for name in ("buckets", "exponential", "linear") if getattr(hist, name) is not None]
+    if len(given) > 1:
+        raise ConfigError(f"histogram: give only one of buckets, exponential, linear (got {', '.join(given)})")
+    if hist.buckets is not None:
+        if not hist.buckets or list(hist.buckets) != sorted(set(hist.buckets)):
+            raise ConfigError("histogram.buckets: must be a non-empty, strictly increasing list")
+        for i, bound in enumerate(hist.buckets):
+            _positive(bound, f"histogram.buckets[{i}]")
+    for name, gen, step in (("exponential", hist.exponential, "factor"), ("linear", hist.linear, "width")):
+        if gen is None:
+            continue
+        _positive(gen.start, f"histogram.{name}.start")
+        if not 1 <= gen.count <= 100:
+            raise ConfigError(f"histogram.{name}.count: must be 1 to 100")
+        value = getattr(gen, step)
+        if value is None or value <= (1 if step == "factor" else 0):
+            raise ConfigError(f"histogram.{name}.{step}: required, {'> 1' if step == 'factor' else '> 0'}")
+
+
+def load(path: str) -> Config:
+    """Read and validate a YAML config file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return check(build(Config, data if data is not None else {}))
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The effective config as plain data (for --check-config)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+    return plain(dataclasses.asdict(config))

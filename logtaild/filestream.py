@@ -1,0 +1,485 @@
+"""`FileStream`: follows one path forever, through rotation, truncation, deletion and restarts.
+
+The state machine (see DESIGN.md, "Following a file"): at every poll, old handles still being drained
+are read to their end; then the current handle is read to its end, and only at EOF is the path
+stat'ed. A different (dev, ino) at the path is a rotation: the old handle joins the drain list (a
+writer may still append to it for a moment) and the new file is read from its start. The same
+identity with a size below our position is a truncation (copytruncate): read again from 0. A missing
+path keeps the old handle and is retried at every poll. Identity, never size, decides.
+
+Lines come out in batches (lists of bytes without their newlines); a trailing partial line is held
+until its newline arrives; a line longer than `max_line` is dropped, counted, and the stream resumes
+after its newline, so memory is bounded by `chunk + max_line` whatever the input.
+
+Positions (`Position`) are what checkpoints store: identity, a fingerprint of the first bytes, the
+offset after the last whole line handed out, and a hash of the bytes just before it.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import logging
+import os
+import stat as stat_mod
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+log = logging.getLogger("logtaild.filestream")
+
+FINGERPRINT_BYTES = 1024
+TAIL_HASH_BYTES = 256
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".br")
+WARN_EVERY = 60.0
+Batch = list[bytes]
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What names a file independently of its path."""
+
+    dev: int
+    ino: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino)
+
+
+@dataclass(frozen=True)
+class Position:
+    """A checkpointed read position; valid only while every field still matches the file."""
+
+    dev: int
+    ino: int
+    offset: int
+    fingerprint: str
+    fingerprint_len: int
+    tail_hash: str
+
+    @property
+    def identity(self) -> FileIdentity:
+        return FileIdentity(self.dev, self.ino)
+
+    def to_dict(self) -> dict[str, int | str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Position:
+        """Build from a state-file entry; raises (KeyError, TypeError, ValueError) when malformed."""
+        values = {name: data[name] for name in cls.__dataclass_fields__}
+        for name in ("dev", "ino", "offset", "fingerprint_len"):
+            if type(values[name]) is not int or values[name] < 0:
+                raise ValueError(f"{name} is not a non-negative integer")
+        for name in ("fingerprint", "tail_hash"):
+            if not isinstance(values[name], str):
+                raise ValueError(f"{name} is not a string")
+        return cls(**values)
+
+
+@dataclass
+class StreamStats:
+    """Counters and gauges about one followed path (exported as logtaild_* self-metrics)."""
+
+    bytes_read: int = 0
+    lines_cut: int = 0
+    reopens: int = 0
+    rotations: dict[str, int] = field(
+        default_factory=lambda: {"rename": 0, "truncate": 0, "delete": 0}
+    )
+    drain_timeouts: int = 0
+    read_errors: int = 0
+    size: int = 0
+    offset: int = 0
+    inode: int = 0
+    last_read: float = 0.0
+    last_rotation: float = 0.0
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.size - self.offset)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Handle:
+    """One open file and where we are in it."""
+
+    __slots__ = (
+        "fd", "identity", "pos", "consumed", "partial", "skipping", "last_data", "drain_since",
+        "fingerprint",
+    )
+
+    def __init__(self, fd: int, identity: FileIdentity, now: float) -> None:
+        self.fd = fd
+        self.identity = identity
+        self.pos = 0  # where the next read starts
+        self.consumed = 0  # offset just after the last whole line handed out (or dropped)
+        self.partial = b""
+        self.skipping = False  # inside a line we drop up to its newline
+        self.last_data = now
+        self.drain_since = now
+        self.fingerprint: tuple[str, int] | None = None
+
+    def seek(self, offset: int) -> None:
+        os.lseek(self.fd, offset, os.SEEK_SET)
+        self.pos = self.consumed = offset
+        self.partial = b""
+        self.skipping = False
+
+    def position(self) -> Position:
+        if self.fingerprint is None or self.fingerprint[1] < FINGERPRINT_BYTES:
+            head = os.pread(self.fd, FINGERPRINT_BYTES, 0)
+            self.fingerprint = (_digest(head), len(head))
+        start = max(0, self.consumed - TAIL_HASH_BYTES)
+        tail = os.pread(self.fd, self.consumed - start, start)
+        return Position(
+            self.identity.dev, self.identity.ino, self.consumed,
+            self.fingerprint[0], self.fingerprint[1], _digest(tail),
+        )
+
+    def close(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def validates(fd: int, saved: Position) -> bool:
+    """Does the open file still hold what `saved` recorded (same first bytes, same bytes before offset)?"""
+    try:
+        if os.fstat(fd).st_size < saved.offset:
+            return False
+        head = os.pread(fd, saved.fingerprint_len, 0)
+        start = max(0, saved.offset - TAIL_HASH_BYTES)
+        tail = os.pread(fd, saved.offset - start, start)
+    except OSError:
+        return False
+    return (
+        len(head) == saved.fingerprint_len
+        and _digest(head) == saved.fingerprint
+        and _digest(tail) == saved.tail_hash
+    )
+
+
+class FileStream:
+    """Follows `path` forever. Drive it with `poll()`; no threads, no sleeps, an injectable clock."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        from_start: bool = False,
+        max_line: int = 65536,
+        chunk: int = 1 << 18,
+        drain_grace: float = 2.0,
+        drain_max: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        resume: list[Position] | None = None,
+    ) -> None:
+        self.path = path
+        self.max_line = max_line
+        self.chunk = chunk
+        self.drain_grace = drain_grace
+        self.drain_max = drain_max
+        self.stats = StreamStats()
+        self._clock = clock
+        self._cur: _Handle | None = None
+        self._draining: list[_Handle] = []
+        self._missing = False
+        self._warned: dict[str, float] = {}
+        self._start(from_start, resume or [])
+
+    # ---- start-up -------------------------------------------------------------------------------
+
+    def _start(self, from_start: bool, saved: list[Position]) -> None:
+        """Apply the start-up rules: validated checkpoints first, else from the end (or start)."""
+        if not saved:
+            handle = self._open(self.path)
+            if handle is not None:
+                self._cur = handle
+                if not from_start:
+                    self._seek_end(handle)
+            return
+        *old, current = saved
+        for position in old:
+            self._resume_rotated(position)
+        self._resume_current(current)
+
+    def _seek_end(self, handle: _Handle) -> None:
+        """Start at the end; if the file ends mid-line, skip to the next newline (that line began before us)."""
+        size = os.fstat(handle.fd).st_size
+        handle.seek(size)
+        if size and os.pread(handle.fd, 1, size - 1) != b"\n":
+            handle.skipping = True
+
+    def _resume_current(self, saved: Position) -> None:
+        handle = self._open(self.path)
+        if handle is not None and handle.identity == saved.identity:
+            if validates(handle.fd, saved):
+                handle.seek(saved.offset)
+                log.info("%s: resuming at offset %d", self.path, saved.offset)
+            else:
+                self.stats.rotations["truncate"] += 1
+                log.warning("%s: truncated or rewritten while stopped; reading it from the start", self.path)
+            self._cur = handle
+            return
+        # the path now holds a file created after we stopped: finish the old one first
+        self._resume_rotated(saved)
+        self._cur = handle  # None while the path is missing: it will be read from its start
+
+    def _resume_rotated(self, saved: Position) -> None:
+        """Find a checkpointed file under a rotated name (matched by dev/ino) and drain it."""
+        for candidate in self._rotated_candidates():
+            try:
+                st = os.stat(candidate)
+            except OSError:
+                continue
+            if FileIdentity.of(st) != saved.identity:
+                continue
+            handle = self._open(candidate)
+            if handle is not None and handle.identity == saved.identity and validates(handle.fd, saved):
+                handle.seek(saved.offset)
+                self._draining.append(handle)
+                self.stats.rotations["rename"] += 1
+                log.info("%s: finishing %s (rotated while stopped) from offset %d",
+                         self.path, candidate, saved.offset)
+                return
+            if handle is not None:
+                handle.close()
+        log.warning("%s: the checkpointed file (inode %d) is gone; lines written to it after the "
+                    "checkpoint cannot be counted", self.path, saved.ino)
+
+    def _rotated_candidates(self) -> list[str]:
+        """PATH.1, PATH.<digits>, PATH-<date>...: uncompressed siblings whose name extends the path's."""
+        names = [self.path]
+        real = os.path.realpath(self.path)
+        if real != self.path:
+            names.append(real)
+        out: list[str] = []
+        for name in names:
+            folder, base = os.path.split(name)
+            try:
+                entries = os.listdir(folder or ".")
+            except OSError:
+                continue
+            for entry in sorted(entries):
+                if (entry != base and entry.startswith(base) and entry[len(base)] in ".-_"
+                        and not entry.endswith(COMPRESSED_SUFFIXES)):
+                    out.append(os.path.join(folder, entry))
+        return out
+
+    # ---- polling --------------------------------------------------------------------------------
+
+    def poll(self) -> Iterator[Batch]:
+        """Read everything there is now; yield batches of whole lines."""
+        for handle in list(self._draining):
+            yield from self._read(handle)
+            yield from self._finish_drain(handle)
+        if self._cur is None:
+            self._cur = self._open(self.path)
+            if self._cur is not None:
+                self.stats.reopens += 1
+        while self._cur is not None:
+            yield from self._read(self._cur)
+            if not self._check_path():
+                break
+        self._update_gauges()
+
+    def _read(self, handle: _Handle) -> Iterator[Batch]:
+        while True:
+            try:
+                data = os.read(handle.fd, self.chunk)
+            except OSError as exc:
+                self.stats.read_errors += 1
+                self._warn("read", f"{self.path}: read error: {exc.strerror}; retrying")
+                return
+            if not data:
+                return
+            handle.pos += len(data)
+            handle.last_data = self._clock()
+            self.stats.bytes_read += len(data)
+            self.stats.last_read = time.time()
+            lines = self._split(handle, data)
+            if lines:
+                yield lines
+
+    def _split(self, handle: _Handle, data: bytes) -> Batch:
+        """Whole lines out of `data`; keeps the partial tail; drops over-long lines."""
+        base = handle.pos - len(data) - len(handle.partial)
+        if handle.partial:
+            data = handle.partial + data
+        if handle.skipping:
+            newline = data.find(b"\n")
+            if newline < 0:
+                handle.partial = b""
+                return []
+            handle.skipping = False
+            base += newline + 1
+            data = data[newline + 1:]
+            handle.consumed = base
+        lines = data.split(b"\n")
+        handle.partial = lines.pop()
+        if lines:
+            handle.consumed = base + len(data) - len(handle.partial)
+        if len(handle.partial) > self.max_line:
+            self.stats.lines_cut += 1
+            handle.partial = b""
+            handle.skipping = True
+        if not lines:
+            return lines
+        if len(data) > self.max_line and max(map(len, lines)) > self.max_line:
+            kept = [line for line in lines if len(line) <= self.max_line]
+            self.stats.lines_cut += len(lines) - len(kept)
+            lines = kept
+        return lines
+
+    def _finish_drain(self, handle: _Handle) -> Iterator[Batch]:
+        """Close a drained handle once it has been quiet for the grace period (or past the bound)."""
+        now = self._clock()
+        quiet = now - handle.last_data >= self.drain_grace
+        if not quiet and now - handle.drain_since < self.drain_max:
+            return
+        if not quiet:
+            self.stats.drain_timeouts += 1
+            log.warning("%s: old file still growing after %.0fs; closing it", self.path, self.drain_max)
+        if handle.partial and not handle.skipping:
+            # the writer left it without a final newline: the line is complete as far as anyone will know
+            yield [handle.partial]
+        handle.close()
+        self._draining.remove(handle)
+
+    def _check_path(self) -> bool:
+        """At EOF: has the path rotated or been truncated? True when there is more to read now."""
+        cur = self._cur
+        assert cur is not None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return self._path_missing(cur)
+        except OSError as exc:
+            self.stats.read_errors += 1
+            self._warn("stat", f"{self.path}: cannot stat: {exc.strerror}; retrying")
+            return False
+        self._missing = False
+        if FileIdentity.of(st) == cur.identity:
+            if st.st_size < cur.pos:
+                self.stats.rotations["truncate"] += 1
+                self.stats.last_rotation = time.time()
+                log.info("%s: truncated (size %d < offset %d); reading from the start",
+                         self.path, st.st_size, cur.pos)
+                cur.seek(0)
+                cur.fingerprint = None
+                return True
+            return False
+        return self._rotate(cur)
+
+    def _path_missing(self, cur: _Handle) -> bool:
+        if not self._missing:
+            self._missing = True
+            log.info("%s: path is gone; still reading the open file until a new one appears", self.path)
+        deleted = self._nlink(cur) == 0
+        if deleted and self._clock() - cur.last_data >= self.drain_grace:
+            # deleted and quiet: holding it open would only pin its disk space
+            self.stats.rotations["delete"] += 1
+            self._cur = None
+            self._draining.append(cur)
+            cur.drain_since = cur.last_data = self._clock() - self.drain_grace
+        return False
+
+    def _rotate(self, cur: _Handle) -> bool:
+        new = self._open(self.path)
+        if new is None:
+            return False
+        kind = "delete" if self._nlink(cur) == 0 else "rename"
+        self.stats.rotations[kind] += 1
+        self.stats.reopens += 1
+        self.stats.last_rotation = time.time()
+        log.info("%s: rotated (%s); draining the old file, reading the new one from its start",
+                 self.path, kind)
+        cur.drain_since = self._clock()
+        self._draining.append(cur)
+        self._cur = new
+        return True
+
+    @staticmethod
+    def _nlink(handle: _Handle) -> int:
+        try:
+            return os.fstat(handle.fd).st_nlink
+        except OSError:
+            return 0
+
+    def _open(self, path: str) -> _Handle | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self._warn("missing", f"{path}: waiting for the file to appear")
+            return None
+        except OSError as exc:
+            self.stats.read_errors += 1
+            self._warn("open", f"{path}: cannot open: {exc.strerror} (running as user "
+                               f"{_user()}); retrying")
+            return None
+        st = os.fstat(fd)
+        if not stat_mod.S_ISREG(st.st_mode):
+            os.close(fd)
+            self._warn("type", f"{path}: not a regular file; retrying")
+            return None
+        self._warned.clear()
+        return _Handle(fd, FileIdentity.of(st), self._clock())
+
+    def _update_gauges(self) -> None:
+        cur = self._cur
+        if cur is None:
+            return
+        try:
+            self.stats.size = os.fstat(cur.fd).st_size
+        except OSError:
+            return
+        self.stats.offset = cur.pos
+        self.stats.inode = cur.identity.ino
+
+    def _warn(self, key: str, message: str) -> None:
+        """Log a recurring problem once, then again at most every WARN_EVERY seconds."""
+        now = self._clock()
+        last = self._warned.get(key)
+        if last is None or now - last >= WARN_EVERY:
+            self._warned[key] = now
+            log.warning("%s", message)
+
+    # ---- checkpoints and shutdown --------------------------------------------------------------
+
+    def positions(self) -> list[Position]:
+        """Where to resume: the files being drained, then the current file (last)."""
+        out: list[Position] = []
+        for handle in [*self._draining, self._cur]:
+            if handle is None:
+                continue
+            try:
+                out.append(handle.position())
+            except OSError as exc:
+                self._warn("position", f"{self.path}: cannot checkpoint: {exc.strerror}")
+        return out
+
+    @property
+    def draining(self) -> int:
+        """How many old files are still being drained."""
+        return len(self._draining)
+
+    def close(self) -> None:
+        for handle in [*self._draining, self._cur]:
+            if handle is not None:
+                handle.close()
+        self._draining.clear()
+        self._cur = None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+

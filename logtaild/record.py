@@ -1,0 +1,21 @@
+"""The parsed form of one access-log line (`AccessRecord`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AccessRecord:
+    """One request. `route` is the raw path (query string already dropped), before normalization.
+
+    `latency_ms` is None when the line carries no latency. Milliseconds are the internal unit
+    because the default TSV format carries them; the exporter converts to seconds.
+    `labels` holds per-line label values some formats carry (the JSON format's `service`).
+    """
+
+    route: str
+    method: str
+    status: str
+    bytes: int
+    latency_ms: float | None = None
+    labels: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,78 @@
+"""`RouteLimiter`: turns raw paths into route label values and caps how many distinct ones exist.
+
+Normalization runs first (the configured rules, then the built-in id patterns), so `/users/123`
+and `/users/456` share one series; the cap then bounds what is left. A route seen after the cap
+is full is counted under OVERFLOW_ROUTE, so a flood of random URLs adds at most `max_routes` + 1
+values however long it runs.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+OVERFLOW_ROUTE = "__other__"
+ID_PLACEHOLDER = ":id"
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX = re.compile(r"[0-9a-fA-F]{16,}")
+
+
+def _is_id(segment: str) -> bool:
+    if segment.isdigit() and segment.isascii():
+        return True
+    if len(segment) == 36 and _UUID.fullmatch(segment):
+        return True
+    # a long hex token with a digit in it; a long all-letter word such as "deadbeefcafebabe" is rarer
+    # as a name than as a token, but requiring a digit keeps real words like "accessibility" alone
+    return len(segment) >= 16 and bool(_HEX.fullmatch(segment)) and any(c.isdigit() for c in segment)
+
+
+def normalize_ids(route: str) -> str:
+    """Replace numeric ids, UUIDs and long hex tokens in path segments with `:id`."""
+    if "/" not in route:
+        return route
+    segments = route.split("/")
+    changed = False
+    for index, segment in enumerate(segments):
+        if segment and _is_id(segment):
+            segments[index] = ID_PLACEHOLDER
+            changed = True
+    return "/".join(segments) if changed else route
+
+
+class RouteLimiter:
+    """Normalizes routes and admits at most `max_routes` distinct values."""
+
+    def __init__(
+        self,
+        max_routes: int = 1000,
+        rules: Sequence[tuple[str, str]] = (),
+        builtin: bool = True,
+    ) -> None:
+        self.max_routes = max_routes
+        self._rules = [(re.compile(match), replace) for match, replace in rules]
+        self._builtin = builtin
+        self._known: set[str] = set()
+
+    @property
+    def distinct(self) -> int:
+        """How many route values have been admitted (OVERFLOW_ROUTE not included)."""
+        return len(self._known)
+
+    def normalize(self, route: str) -> str:
+        """Apply the first matching configured rule, then the built-in id patterns."""
+        for pattern, replace in self._rules:
+            if pattern.search(route):
+                route = pattern.sub(replace, route)
+                break
+        return normalize_ids(route) if self._builtin else route
+
+    def admit(self, route: str) -> str:
+        """The label value for a raw route: its normalized form, or OVERFLOW_ROUTE past the cap."""
+        value = self.normalize(route)
+        if value in self._known:
+            return value
+        if len(self._known) < self.max_routes and value != OVERFLOW_ROUTE:
+            self._known.add(value)
+            return value
+        return OVERFLOW_ROUTE

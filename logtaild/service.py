@@ -1,0 +1,261 @@
+"""`Service`: wires the streams, parsers, aggregators, window, exporter and checkpoints; runs the loop.
+
+One loop thread owns every FileStream and Aggregator; it holds `self.lock` while it counts a batch,
+and the HTTP thread takes the same lock only to copy the slots (`snapshot()`), so a scrape never sees
+half a batch (a histogram's count always equals its +Inf bucket).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from logtaild import __version__
+from logtaild.aggregate import Aggregator
+from logtaild.checkpoint import Checkpointer, State
+from logtaild.config import Config, FileConfig, parse_listen
+from logtaild.exporter import FileSnapshot, Objective, Snapshot, build_registry, make_app, serve
+from logtaild.filestream import FileStream, Position
+from logtaild.formats import PARSERS
+from logtaild.routes import RouteLimiter
+from logtaild.waker import Waker
+from logtaild.window import Window, WindowKey, escape, format_report
+
+log = logging.getLogger("logtaild")
+
+CHECKPOINT_EVERY = 1.0
+MALFORMED_LOG_EVERY = 10.0
+STUCK_AFTER = 10.0
+
+
+@dataclass
+class Source:
+    """One followed file and its counts."""
+
+    path: str
+    config: FileConfig
+    stream: FileStream
+    agg: Aggregator
+    objectives: dict[str, Objective] = field(default_factory=dict)
+    malformed_logged: int = 0
+
+
+class Service:
+    """The daemon (or, with `once`, a single pass over the files)."""
+
+    def __init__(self, config: Config, *, once: bool = False, out: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.once = once
+        self.out = out or sys.stdout
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.sources: dict[str, Source] = {}
+        self.checkpointer = Checkpointer(config.state_file) if config.state_file else None
+        self._state = self.checkpointer.load() if self.checkpointer else State()
+        self._stop = threading.Event()
+        self._waker = Waker(config.poll_interval, watch=not once)
+        self._bounds_s = config.bucket_bounds()
+        self._reports = 0
+        self.last_tick = time.time()
+        self._last_tick_mono = clock()
+        self._rescan_at = 0.0
+        self.reloads = {"success": 0, "failure": 0}
+
+    # ---- sources ------------------------------------------------------------------------------
+
+    def _scan(self, initial: bool) -> None:
+        """Add a Source for every configured path and every new glob match."""
+        for file_config in self.config.files:
+            paths = sorted(glob.glob(file_config.path)) if glob.has_magic(file_config.path) else [
+                file_config.path]
+            for path in paths:
+                if path not in self.sources:
+                    self._add(path, file_config, from_start=self.config.from_start or not initial)
+        self._waker.watch(self.sources)
+
+    def _add(self, path: str, file_config: FileConfig, from_start: bool) -> None:
+        saved = self._state.positions.get(path)
+        stream = FileStream(
+            path, from_start=from_start, max_line=self.config.max_line,
+            drain_grace=self.config.drain_grace, clock=self.clock, resume=saved,
+        )
+        limiter = RouteLimiter(self.config.routes.max,
+                               [(r.match, r.replace) for r in self.config.routes.rules],
+                               self.config.routes.builtin)
+        agg = Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s],
+                         PARSERS[file_config.format])
+        self.sources[path] = Source(path, file_config, stream, agg)
+
+    # ---- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (or one pass with `once`); returns the exit code."""
+        self._scan(initial=True)
+        if self.once:
+            return self._run_once()
+        host, port = parse_listen(self.config.listen)
+        registry = build_registry(self.snapshot)
+        self._server = serve(make_app(registry, {"/healthz": self._healthz}), host, port)
+        log.info("serving /metrics on %s:%d; following %s", host or "0.0.0.0", port,
+                 ", ".join(self.sources) or "nothing yet")
+        self._install_signals()
+        try:
+            self._loop()
+        finally:
+            self._server.shutdown()
+            self._waker.stop()
+        return 0
+
+    def _run_once(self) -> int:
+        start = self.clock()
+        window = Window(start)
+        self._poll_all(None)
+        counts, length = window.close(self._totals(), self.clock())
+        self._write_report(counts, length)
+        self._checkpoint(force=True)
+        for source in self.sources.values():
+            source.stream.close()
+        return 0
+
+    def _loop(self) -> None:
+        now = self.clock()
+        window = Window(now, self._totals())
+        next_report = now + self.config.interval
+        next_checkpoint = now + CHECKPOINT_EVERY
+        next_malformed_log = now + MALFORMED_LOG_EVERY
+        while not self._stop.is_set():
+            self._poll_all(lambda: self.clock() >= next_report)
+            now = self.clock()
+            if now >= next_report:
+                self._write_report(*window.close(self._totals(), now))
+                next_report = max(next_report + self.config.interval, now + self.config.interval / 2)
+            if now >= next_checkpoint:
+                self._checkpoint()
+                next_checkpoint = now + CHECKPOINT_EVERY
+            if now >= next_malformed_log:
+                self._log_malformed()
+                next_malformed_log = now + MALFORMED_LOG_EVERY
+            if now >= self._rescan_at:
+                self._scan(initial=False)
+                self._rescan_at = now + self.config.rescan_interval
+            self._waker.wait(max(0.0, min(self.config.poll_interval, next_report - self.clock())))
+        self._poll_all(None)
+        self._write_report(*window.close(self._totals(), self.clock()))
+        self._checkpoint(force=True)
+        for source in self.sources.values():
+            source.stream.close()
+
+    def _poll_all(self, due: Callable[[], bool] | None) -> None:
+        """Read every source to its end; stop early (to report on time) when `due()` says so."""
+        for source in list(self.sources.values()):
+            for batch in source.stream.poll():
+                with self.lock:
+                    source.agg.feed(batch)
+                self._tick()
+                if due is not None and due():
+                    return
+        self._tick()
+
+    def _tick(self) -> None:
+        self.last_tick = time.time()
+        self._last_tick_mono = self.clock()
+
+    # ---- outputs --------------------------------------------------------------------------------
+
+    def _totals(self) -> dict[WindowKey, int]:
+        grouped = len(self.sources) > 1
+        totals: dict[WindowKey, int] = {}
+        with self.lock:
+            for source in self.sources.values():
+                group = source.path if grouped else ""
+                for (route, status), n in source.agg.counts_by_route_status().items():
+                    totals[group, route, status] = n
+        return totals
+
+    def _write_report(self, counts: dict[WindowKey, int], length: float) -> None:
+        text = format_report(counts, length)
+        self.out.write(("\n" if self._reports else "") + text)
+        self.out.flush()
+        self._reports += 1
+
+    def _checkpoint(self, force: bool = False) -> None:
+        if self.checkpointer is None:
+            return
+        positions: dict[str, list[Position]] = {
+            path: source.stream.positions() for path, source in self.sources.items()
+        }
+        # keep entries of paths not (yet) opened, so a restart while a file is missing loses nothing
+        for path, saved in self._state.positions.items():
+            positions.setdefault(path, saved)
+            if not positions[path]:
+                positions[path] = saved
+        self._state = State(positions, self._state.extra)
+        self.checkpointer.save(self._state, time.time(), force=force)
+
+    def _log_malformed(self) -> None:
+        for source in self.sources.values():
+            total = sum(source.agg.malformed.values())
+            if total > source.malformed_logged:
+                reasons = ", ".join(f"{k}={v}" for k, v in source.agg.malformed.items() if v)
+                log.warning("%s: %d malformed lines in the last %.0fs (totals: %s); last: %s",
+                            source.path, total - source.malformed_logged, MALFORMED_LOG_EVERY, reasons,
+                            escape(source.agg.last_malformed.decode("utf-8", "replace")))
+                source.malformed_logged = total
+
+    def _objective(self, source: Source, route: str) -> Objective:
+        objective = source.objectives.get(route)
+        if objective is None:
+            objective = Objective()
+            for slo in self.config.slo:
+                if re.fullmatch(slo.route, route):
+                    objective = Objective(slo.latency_threshold, slo.latency_objective,
+                                          slo.availability, slo.team)
+                    break
+            source.objectives[route] = objective
+        return objective
+
+    def snapshot(self) -> Snapshot:
+        """Everything /metrics shows, copied under the lock (called from the HTTP thread)."""
+        files = []
+        with self.lock:
+            for source in self.sources.values():
+                slots = source.agg.snapshot()
+                stats = dataclasses.replace(source.stream.stats,
+                                            rotations=dict(source.stream.stats.rotations))
+                files.append(FileSnapshot(
+                    source.path, dict(source.config.labels), slots, list(self._bounds_s),
+                    source.agg.lines, dict(source.agg.malformed), stats, source.agg.limiter.distinct,
+                    {key[0]: self._objective(source, key[0]) for key, _slot in slots},
+                ))
+        ck = self.checkpointer
+        return Snapshot(files, __version__, ck.writes if ck else 0, ck.failures if ck else 0,
+                        ck.last_write if ck else 0.0, dict(self.reloads), self.last_tick)
+
+    def _healthz(self) -> tuple[str, str, bytes]:
+        stuck = self.clock() - self._last_tick_mono
+        if stuck > max(STUCK_AFTER, 4 * self.config.poll_interval):
+            return "503 Service Unavailable", "text/plain", f"stuck for {stuck:.0f}s\n".encode()
+        return "200 OK", "text/plain", b"ok\n"
+
+    # ---- signals --------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop)
+
+    def _on_stop(self, signum: int, _frame: object) -> None:
+        log.info("received %s; writing the last report and checkpoint", signal.Signals(signum).name)
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._waker.wake()

@@ -1,0 +1,75 @@
+"""`Window`: request counts for one report period, and the report text (`format_report`).
+
+The window does not count lines itself: it remembers the cumulative counts at its start and
+reports the difference, so the hot path increments one counter per line, not two.
+Every value that came from the log is escaped before it reaches a terminal.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+RULE = "=" * 29
+#: (file group, route, status); the group is "" when only one file is followed.
+WindowKey = tuple[str, str, str]
+
+
+def _escape_table() -> dict[int, str]:
+    table = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
+    table[ord("\\")] = "\\\\"
+    # line/paragraph separators and bidirectional overrides can forge or reorder terminal text
+    for code in [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F]:
+        table[code] = f"\\u{code:04x}"
+    return table
+
+
+_ESCAPES = _escape_table()
+
+
+def escape(text: str) -> str:
+    """Make a log-supplied value safe for a terminal: control characters become visible escapes."""
+    return text.translate(_ESCAPES)
+
+
+def format_qps(qps: float) -> str:
+    """At most 2 decimals, no trailing zeros; a non-zero rate never prints as 0."""
+    if qps <= 0:
+        return "0"
+    text = f"{qps:.2f}".rstrip("0").rstrip(".")
+    return "0.01" if text == "0" else text
+
+
+class Window:
+    """One report period: counts since `start` (monotonic seconds)."""
+
+    def __init__(self, start: float, base: Mapping[WindowKey, int] | None = None) -> None:
+        self.start = start
+        self._base: dict[WindowKey, int] = dict(base or {})
+
+    def close(self, totals: Mapping[WindowKey, int], now: float) -> tuple[dict[WindowKey, int], float]:
+        """The counts of this window and its length; starts the next window at `now`."""
+        counts = {key: n - self._base.get(key, 0) for key, n in totals.items()}
+        length = now - self.start
+        self._base = dict(totals)
+        self.start = now
+        return {key: n for key, n in counts.items() if n > 0}, length
+
+
+def format_report(counts: Mapping[WindowKey, int], length: float, wall: float | None = None) -> str:
+    """The report block: ctime, a rule, route rows (grouped by file when there are several), TOTALs."""
+    wall = time.time() if wall is None else wall
+    length = length if length > 0 else 1e-9
+    lines = [time.ctime(wall), RULE]
+    groups = sorted({group for group, _route, _status in counts})
+    for group in groups:
+        if len(groups) > 1 or group:
+            lines.append(f"[{escape(group)}]")
+        rows = sorted((route, status, n) for g, route, status in counts for n in [counts[g, route, status]]
+                      if g == group)
+        lines += [f"{escape(route)}\t{status}\t{format_qps(n / length)}" for route, status, n in rows]
+    by_status: dict[str, int] = {}
+    for (_group, _route, status), n in counts.items():
+        by_status[status] = by_status.get(status, 0) + n
+    lines += [f"TOTAL\t{status}\t{format_qps(n / length)}" for status, n in sorted(by_status.items())]
+    lines.append(f"TOTAL\tall\t{format_qps(sum(by_status.values()) / length)}")
+    return "\n".join(lines) + "\n"
