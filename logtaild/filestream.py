@@ -29,6 +29,7 @@ log = logging.getLogger("logtaild.filestream")
 
 FINGERPRINT_BYTES = 1024
 TAIL_HASH_BYTES = 256
+TAIL_CHECK_BYTES = 32
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".br")
 WARN_EVERY = 60.0
 Batch = list[bytes]
@@ -109,7 +110,7 @@ class _Handle:
 
     __slots__ = (
         "fd", "identity", "pos", "consumed", "partial", "skipping", "last_data", "drain_since",
-        "fingerprint",
+        "fingerprint", "tail",
     )
 
     def __init__(self, fd: int, identity: FileIdentity, now: float) -> None:
@@ -122,12 +123,21 @@ class _Handle:
         self.last_data = now
         self.drain_since = now
         self.fingerprint: tuple[str, int] | None = None
+        self.tail = b""  # the last bytes read, to notice a truncation the file has since outgrown
 
     def seek(self, offset: int) -> None:
         os.lseek(self.fd, offset, os.SEEK_SET)
         self.pos = self.consumed = offset
         self.partial = b""
         self.skipping = False
+        keep = min(TAIL_CHECK_BYTES, offset)
+        self.tail = os.pread(self.fd, keep, offset - keep) if keep else b""
+
+    def rewritten(self) -> bool:
+        """Do the bytes before our position differ from what we read there? (truncated and regrown)"""
+        if not self.tail:
+            return False
+        return os.pread(self.fd, len(self.tail), self.pos - len(self.tail)) != self.tail
 
     def position(self) -> Position:
         if self.fingerprint is None or self.fingerprint[1] < FINGERPRINT_BYTES:
@@ -223,7 +233,8 @@ class FileStream:
                 log.info("%s: resuming at offset %d", self.path, saved.offset)
             else:
                 self.stats.rotations["truncate"] += 1
-                log.warning("%s: truncated or rewritten while stopped; reading it from the start", self.path)
+                log.warning("%s: truncated, or replaced by a new file on the same inode, while stopped; "
+                            "reading it from the start", self.path)
             self._cur = handle
             return
         # the path now holds a file created after we stopped: finish the old one first
@@ -277,6 +288,8 @@ class FileStream:
         """Read everything there is now; yield batches of whole lines."""
         for handle in list(self._draining):
             yield from self._read(handle)
+            if self._truncated(handle, os.fstat(handle.fd).st_size):
+                yield from self._read(handle)
             yield from self._finish_drain(handle)
         if self._cur is None:
             self._cur = self._open(self.path)
@@ -289,6 +302,11 @@ class FileStream:
         self._update_gauges()
 
     def _read(self, handle: _Handle) -> Iterator[Batch]:
+        try:
+            if handle.rewritten():
+                self._truncated(handle, -1)
+        except OSError:
+            pass  # the read below reports it
         while True:
             try:
                 data = os.read(handle.fd, self.chunk)
@@ -299,6 +317,8 @@ class FileStream:
             if not data:
                 return
             handle.pos += len(data)
+            handle.tail = (handle.tail + data)[-TAIL_CHECK_BYTES:] if len(data) < TAIL_CHECK_BYTES \
+                else data[-TAIL_CHECK_BYTES:]
             handle.last_data = self._clock()
             self.stats.bytes_read += len(data)
             self.stats.last_read = time.time()
@@ -365,16 +385,23 @@ class FileStream:
             return False
         self._missing = False
         if FileIdentity.of(st) == cur.identity:
-            if st.st_size < cur.pos:
-                self.stats.rotations["truncate"] += 1
-                self.stats.last_rotation = time.time()
-                log.info("%s: truncated (size %d < offset %d); reading from the start",
-                         self.path, st.st_size, cur.pos)
-                cur.seek(0)
-                cur.fingerprint = None
-                return True
-            return False
+            return self._truncated(cur, st.st_size)
+        if self._truncated(cur, os.fstat(cur.fd).st_size):
+            return True  # truncated, written again and rotated away: read its new content first
         return self._rotate(cur)
+
+    def _truncated(self, handle: _Handle, size: int) -> bool:
+        """Same file, now shorter than our position: copytruncate. Read it again from 0."""
+        if size >= handle.pos:
+            return False
+        size = max(size, 0)
+        self.stats.rotations["truncate"] += 1
+        self.stats.last_rotation = time.time()
+        log.info("%s: truncated (size %d, offset %d); reading from the start",
+                 self.path, size, handle.pos)
+        handle.seek(0)
+        handle.fingerprint = None
+        return True
 
     def _path_missing(self, cur: _Handle) -> bool:
         if not self._missing:
@@ -399,7 +426,7 @@ class FileStream:
         self.stats.last_rotation = time.time()
         log.info("%s: rotated (%s); draining the old file, reading the new one from its start",
                  self.path, kind)
-        cur.drain_since = self._clock()
+        cur.drain_since = cur.last_data = self._clock()  # the grace starts now, not at its last data
         self._draining.append(cur)
         self._cur = new
         return True
