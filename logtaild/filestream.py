@@ -29,7 +29,7 @@ log = logging.getLogger("logtaild.filestream")
 
 FINGERPRINT_BYTES = 1024
 TAIL_HASH_BYTES = 256
-TAIL_CHECK_BYTES = 32
+TAIL_CHECK_BYTES = 64
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip", ".br")
 WARN_EVERY = 60.0
 Batch = list[bytes]
@@ -286,11 +286,6 @@ class FileStream:
 
     def poll(self) -> Iterator[Batch]:
         """Read everything there is now; yield batches of whole lines."""
-        for handle in list(self._draining):
-            yield from self._read(handle)
-            if self._truncated(handle, os.fstat(handle.fd).st_size):
-                yield from self._read(handle)
-            yield from self._finish_drain(handle)
         if self._cur is None:
             self._cur = self._open(self.path)
             if self._cur is not None:
@@ -299,6 +294,12 @@ class FileStream:
             yield from self._read(self._cur)
             if not self._check_path():
                 break
+        # after the current file, so a handle it just handed over (rotation, copy) is read at once
+        for handle in list(self._draining):
+            yield from self._read(handle)
+            if self._truncated(handle, os.fstat(handle.fd).st_size):
+                yield from self._read(handle)
+            yield from self._finish_drain(handle)
         self._update_gauges()
 
     def _read(self, handle: _Handle) -> Iterator[Batch]:
@@ -399,9 +400,36 @@ class FileStream:
         self.stats.last_rotation = time.time()
         log.info("%s: truncated (size %d, offset %d); reading from the start",
                  self.path, size, handle.pos)
+        self._recover_copy(handle)
         handle.seek(0)
         handle.fingerprint = None
         return True
+
+    def _recover_copy(self, handle: _Handle) -> None:
+        """copytruncate: the lines written after our last read are in the copy; drain it from there.
+
+        The copy is a rotated sibling holding, just before our position, the bytes we read there
+        last. Only what was written between logrotate's copy and its truncate stays lost.
+        """
+        if not handle.tail or handle is not self._cur:
+            return
+        for candidate in self._rotated_candidates():
+            copy = self._open(candidate)
+            if copy is None:
+                continue
+            try:
+                matches = copy.identity != handle.identity and os.pread(
+                    copy.fd, len(handle.tail), handle.pos - len(handle.tail)) == handle.tail
+                if matches:
+                    copy.seek(handle.consumed)
+            except OSError:
+                matches = False
+            if matches:
+                self._draining.append(copy)
+                log.info("%s: reading the rest of the copy %s from offset %d",
+                         self.path, candidate, handle.consumed)
+                return
+            copy.close()
 
     def _path_missing(self, cur: _Handle) -> bool:
         if not self._missing:

@@ -314,3 +314,32 @@ def test_positions_include_files_being_drained(log: Path, clock: Clock) -> None:
     resumed = make(log, clock, resume=positions)
     assert lines(resumed) == [b"tail-of-old"]
     writer.close()
+
+
+def test_copytruncate_reads_the_lines_it_missed_from_the_copy(log: Path, clock: Clock) -> None:
+    log.write_bytes(b"")
+    stream = make(log, clock)
+    append(log, b"line-1\nline-2\n")
+    assert lines(stream) == [b"line-1", b"line-2"]
+    append(log, b"line-3\nline-4\npart")  # written after our last read
+    copy = log.with_name("access.log.1")
+    copy.write_bytes(log.read_bytes())  # logrotate's copy ...
+    with open(log, "r+b") as handle:  # ... then its truncate
+        handle.truncate(0)
+    append(log, b"line-5\n")
+    assert sorted(lines(stream)) == [b"line-3", b"line-4", b"line-5"]
+    clock.advance(2)
+    assert lines(stream) == [b"part"]  # the copy's unfinished last line, once the copy is quiet
+    assert stream.stats.rotations["truncate"] == 1 and stream.draining == 0
+
+
+def test_truncation_outgrown_before_we_looked_is_still_noticed(log: Path, clock: Clock) -> None:
+    log.write_bytes(b"")
+    stream = make(log, clock)
+    append(log, b"aaaa-1\n")
+    assert lines(stream) == [b"aaaa-1"]
+    with open(log, "r+b") as handle:
+        handle.truncate(0)
+    append(log, b"bbbb-2\nbbbb-3\n")  # larger than our offset already
+    assert lines(stream) == [b"bbbb-2", b"bbbb-3"]
+    assert stream.stats.rotations["truncate"] == 1
