@@ -99,12 +99,13 @@ class Service:
 
     def run(self) -> int:
         """Run until stopped (or one pass with `once`); returns the exit code."""
-        self._scan(initial=True)
         if self.once:
+            self._scan(initial=True)
             return self._run_once()
         host, port = parse_listen(self.config.listen)
         registry = build_registry(self.snapshot)
         self._server = serve(make_app(registry, {"/healthz": self._healthz}), host, port)
+        self._scan(initial=True)
         log.info("serving /metrics on %s:%d; following %s", host or "0.0.0.0", port,
                  ", ".join(self.sources) or "nothing yet")
         self._install_signals()
@@ -182,6 +183,7 @@ class Service:
         return totals
 
     def _write_report(self, counts: dict[WindowKey, int], length: float) -> None:
+        log.debug("report: window %.6fs, %d requests", length, sum(counts.values()))
         text = format_report(counts, length)
         self.out.write(("\n" if self._reports else "") + text)
         self.out.flush()
