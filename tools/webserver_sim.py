@@ -379,12 +379,17 @@ class RotatingWriter:
         self.path, self.count = path, 0
         self._mode, self._interval = ("a" if append else "w"), interval
         self._file: IO[str] = self._open(self._mode)
+        self.reopen_requested = False  # set by SIGHUP, as a web server reopens its logs
         self._next_rotation = time.monotonic() + interval if interval > 0 else math.inf
 
     def _open(self, mode: str) -> IO[str]:
         return open(self.path, mode, encoding="utf-8", newline="\n")
 
     def write(self, lines: list[str]) -> None:
+        if self.reopen_requested:
+            self.reopen_requested = False
+            self._file.close()
+            self._file = self._open("a")
         if lines:
             self._file.write("".join(lines))
             self._file.flush()
@@ -496,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="errors (50%% become 500), latency (x10) or drop (no lines); repeatable")
     p.add_argument("--routes", type=_arg(_parse_routes), default=[], metavar="R1,R2",
                    help="extra routes, each with a small weight")
+    p.add_argument("--pid-file", metavar="PATH",
+                   help="write the process id here (for a logrotate postrotate: kill -HUP reopens PATH)")
     p.add_argument("--append", action=argparse.BooleanOptionalAction, default=True,
                    help="open PATH in append mode (default) or truncate it")
     return p
@@ -525,6 +532,18 @@ def _schedule(args: argparse.Namespace) -> Schedule:
     return PauseSchedule(args.seed)
 
 
+def _install_reopen(writer: RotatingWriter) -> None:
+    """SIGHUP: reopen the output file (what logrotate's postrotate asks of a web server)."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        writer.reopen_requested = True
+
+    try:
+        signal.signal(signal.SIGHUP, handle)
+    except ValueError:  # not the main thread
+        pass
+
+
 def _install_handlers(stop: StopFlag) -> dict[signal.Signals, SignalHandler]:
     previous: dict[signal.Signals, SignalHandler] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -550,6 +569,10 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
     status = 0
     try:
         writer = RotatingWriter(args.output_file, args.append, args.log_rotation_interval)
+        _install_reopen(writer)
+        if args.pid_file:
+            with open(args.pid_file, "w", encoding="ascii") as handle:
+                handle.write(f"{os.getpid()}\n")
         write_lines(lines, writer, limits, stop)
         writer.close()
     except OSError as exc:
