@@ -60,7 +60,8 @@ def main() -> int:
     start = time.monotonic()
     try:
         while not done.is_set() and (not args.duration or time.monotonic() - start < args.duration):
-            if done.wait(5):
+            left = args.duration - (time.monotonic() - start) if args.duration else 5
+            if done.wait(min(5, max(left, 0.1))) or (args.duration and left < 5):
                 break
             print(f"\n# /metrics excerpt\n{_excerpt(args.port)}\n", file=sys.stderr, flush=True)
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_demo_shows_reports_and_metrics() -> None:
-    run = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py"), "--duration", "6",
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py"), "--duration", "5.5",
                           "--port", str(free_port())], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "=============================" in run.stdout and "\nTOTAL\tall\t" in run.stdout
