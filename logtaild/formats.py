@@ -1,12 +1,24 @@
 """Log-line parsers, one per format, and `ParseError` with the reason a line was rejected.
 
 The pieces shared by every format (request line, status, numbers) live here too, so the TSV fast
-path in `aggregate.py` rejects exactly the lines `parse_tsv` rejects.
+path in `aggregate.py` rejects exactly the lines `parse_tsv` rejects, and every format rejects a bad
+status or size for the same reason.
+
+Formats (`make_parser(file_config)` builds the parser of one followed file):
+
+- `tsv`: `ip<TAB>METHOD route<TAB>status<TAB>bytes[<TAB>latency_ms]` (`parse_tsv`, the fast path).
+- `combined`: nginx/Apache "combined" (and "common", without referer and user agent). With the
+  file's `latency_unit`, the last field of the line, when it is unquoted, is the request time
+  (nginx `$request_time`: seconds; Apache `%D`: microseconds; or milliseconds).
+- `json`: one object per line, our field names mapped onto the log's keys by the file's `fields`.
 """
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from logtaild.record import AccessRecord
 
@@ -55,8 +67,9 @@ def route_of(target: str) -> str:
         scheme, sep, rest = target.partition("://")
         if not sep or not scheme.isalpha():
             raise ParseError("request", f"bad target {target[:40]!r}")
-        slash = rest.find("/")
-        target = rest[slash:] if slash >= 0 else "/"
+        # the authority ends at the first "/", "?" or "#": "http://h?next=/admin" is the route "/"
+        end = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+        target = rest[end:] if rest.startswith("/", end) else "/"
     for cut in ("?", "#"):
         target = target.split(cut, 1)[0]
     return target or "/"
@@ -73,7 +86,7 @@ def parse_request(raw: bytes) -> tuple[str, str]:
 def parse_status(raw: bytes | str | int) -> str:
     """A status code 100-599 as its 3-digit string."""
     text = str(raw, "ascii", "replace") if isinstance(raw, bytes) else str(raw)
-    if len(text) != 3 or not text.isdigit() or not "100" <= text <= "599":
+    if len(text) != 3 or not text.isascii() or not text.isdigit() or not "100" <= text <= "599":
         raise ParseError("status", f"{text[:20]!r}")
     return text
 
@@ -116,5 +129,244 @@ def parse_tsv(line: bytes) -> AccessRecord:
 
 Parser = Callable[[bytes], AccessRecord]
 
-#: Parsers by format name, as the config names them.
-PARSERS: dict[str, Parser] = {"tsv": parse_tsv}
+#: The route (and method) of a request the server logged without a request line: nginx and Apache
+#: write `"-"` (a connection closed before a request, status 408) or `""` (an empty request, 400).
+#: These are responses the server sent, so they are counted, under this one bounded value.
+NO_REQUEST = "-"
+
+#: Multipliers from a configured latency unit to milliseconds (the internal unit).
+LATENCY_SCALES = {"seconds": 1000.0, "milliseconds": 1.0, "microseconds": 0.001}
+
+
+class FileOptions(Protocol):
+    """What a parser needs from a `config.FileConfig` (formats.py imports no sibling but record)."""
+
+    format: str
+    latency_unit: str | None
+    fields: Mapping[str, str]
+
+
+# ---- combined -----------------------------------------------------------------------------------
+
+_QUOTED = rb'"(?:[^"\\]|\\.)*"'
+#: `client ident user [time] "request" status bytes` then any number of quoted or bare fields
+#: (referer and user agent in "combined", nothing in "common", more in custom formats). The client
+#: part is lenient (X-Forwarded-For lists, a quoted leading field, IPv6, a user name with spaces);
+#: everything from the time on is strict, so a truncated or concatenated line does not match.
+_COMBINED = re.compile(
+    rb"\S.*? \S+ \S+ \[[^\]\n]{1,64}\] "
+    rb'"(?P<request>(?:[^"\\]|\\.)*)" '
+    rb"(?P<status>\S+) (?P<bytes>\S+)"
+    rb"(?P<rest>(?: +(?:" + _QUOTED + rb'|[^\s"]+))*)'
+    rb"[ \t\r]*"
+)
+#: nginx escapes `"`, `\` and bytes outside 0x20-0x7e as `\xHH`; Apache writes `\"`, `\\`, `\n`...
+_ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)", re.S)
+_SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b",
+                   b"v": b"\v", b"f": b"\f"}
+
+
+def _unescape_one(match: re.Match[bytes]) -> bytes:
+    code = match.group(1)
+    if len(code) == 3:
+        return bytes((int(code[1:], 16),))
+    return _SIMPLE_ESCAPES.get(code, match.group(0))
+
+
+def unescape_logged(raw: bytes) -> bytes:
+    """Undo nginx's and Apache's escaping of a logged value (`\\x22`, `\\"`, `\\\\`, `\\xC3\\xA9`)."""
+    return _ESCAPE.sub(_unescape_one, raw) if b"\\" in raw else raw
+
+
+def parse_logged_request(raw: bytes) -> tuple[str, str]:
+    """A request line as a web server logs it -> (method, route); `-` or empty -> NO_REQUEST twice.
+
+    Escapes are undone first, so a non-ASCII path logged as `/caf\\xC3\\xA9` is the route `/café`;
+    the result must then be valid UTF-8 ("encoding") and a `METHOD target [protocol]` ("request").
+    """
+    if raw in (b"-", b""):
+        return NO_REQUEST, NO_REQUEST
+    return parse_request(unescape_logged(raw))
+
+
+def make_combined_parser(latency_unit: str | None = None) -> Parser:
+    """A parser for nginx/Apache combined lines; `latency_unit` reads the trailing request time."""
+    scale = LATENCY_SCALES[latency_unit] if latency_unit else None
+    fullmatch = _COMBINED.fullmatch
+
+    def parse_combined(line: bytes) -> AccessRecord:
+        match = fullmatch(line)
+        if match is None:
+            raise ParseError("fields", "not a combined log line")
+        method, route = parse_logged_request(match.group("request"))
+        status = parse_status(match.group("status"))
+        size = parse_bytes(match.group("bytes"))
+        latency = None
+        if scale is not None:
+            rest = match.group("rest")
+            if rest and not rest.endswith(b'"'):  # the last field is bare: the request time
+                last = rest.rsplit(b" ", 1)[-1]
+                if last != b"-":
+                    latency = parse_latency_ms(last, scale)
+        return AccessRecord(route, method, status, size, latency)
+
+    return parse_combined
+
+
+parse_combined = make_combined_parser()
+
+
+# ---- json ---------------------------------------------------------------------------------------
+
+#: Our field names -> the keys looked up, in order, when the file's `fields` does not name one.
+#: They fit telemetry such as {"service": "auth-service", "status_code": 200, "latency_ms": 350}
+#: and the common nginx `escape=json` templates ("request", "status", "body_bytes_sent").
+JSON_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "route": ("path", "route", "uri"),
+    "request": ("request",),
+    "method": ("method",),
+    "status": ("status_code", "status"),
+    "bytes": ("bytes", "body_bytes_sent"),
+    "latency": ("latency_ms", "duration_ms"),
+    "service": ("service",),
+}
+#: Names accepted in `fields`: `path` is another name for `route`.
+JSON_FIELDS = (*JSON_DEFAULTS, "path")
+#: Distinct `service` label values per file; later values are counted as "__other__".
+MAX_SERVICES = 100
+_MISSING = object()
+
+
+def _lookup(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """The first key present (a dotted key also walks nested objects: `http.request.method`)."""
+    for key in keys:
+        if key in obj:
+            return obj[key]
+        if "." in key:
+            value: Any = obj
+            for part in key.split("."):
+                if not isinstance(value, dict) or part not in value:
+                    break
+                value = value[part]
+            else:
+                return value
+    return _MISSING
+
+
+def _text(value: Any, reason: str, what: str) -> str:
+    """A JSON string as a label-safe str (no lone surrogates from `\\ud800` escapes)."""
+    if not isinstance(value, str):
+        raise ParseError(reason, f"{what} is not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParseError("encoding", f"{what} is not valid Unicode") from None
+    return value
+
+
+def _number(value: Any, reason: str, what: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ParseError(reason, f"{what} is not a number")
+    return value
+
+
+def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str | None = None) -> Parser:
+    """A parser for one JSON object per line; `fields` maps our names onto the log's keys.
+
+    route: from the route key (`path` by default; query string dropped, an absolute URL loses its
+    host), else from a request line (`"GET /x HTTP/1.1"`), else NO_REQUEST. method: its key, else
+    from the request line, else NO_REQUEST. status is required; bytes default to 0; latency is
+    optional (milliseconds unless `latency_unit` says otherwise); a `service` value becomes the
+    `service` label of the line's series (at most MAX_SERVICES values per file). A key mapped to ""
+    is not looked up at all.
+    """
+    keys = dict(JSON_DEFAULTS)
+    for name, key in (fields or {}).items():
+        name = "route" if name == "path" else name
+        if name not in keys:
+            raise ValueError(f"unknown json field {name!r} (known: {', '.join(JSON_FIELDS)})")
+        keys[name] = (key,) if key else ()
+    scale = LATENCY_SCALES[latency_unit or "milliseconds"]
+    k_route, k_request, k_method = keys["route"], keys["request"], keys["method"]
+    k_status, k_bytes, k_latency, k_service = keys["status"], keys["bytes"], keys["latency"], keys["service"]
+    services: set[str] = set()
+
+    def parse_json(line: bytes) -> AccessRecord:
+        text = decode(line)
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ParseError("fields", "not a JSON document") from None
+        if not isinstance(obj, dict):
+            raise ParseError("fields", "not a JSON object")
+        method = NO_REQUEST
+        route = _lookup(obj, k_route)
+        if route is not _MISSING and route is not None:
+            route = route_of(_text(route, "request", "route"))
+        else:
+            request = _lookup(obj, k_request)
+            if request is _MISSING or request is None:
+                route = NO_REQUEST
+            else:
+                method, route = parse_logged_request(_text(request, "request", "request").encode())
+        raw_method = _lookup(obj, k_method)
+        if raw_method is not _MISSING and raw_method is not None:
+            method = parse_method(_text(raw_method, "request", "method"))
+        raw_status = _lookup(obj, k_status)
+        if raw_status is _MISSING or raw_status is None:
+            raise ParseError("status", "missing")
+        status = parse_status(_number(raw_status, "status", "status"))
+        raw_bytes = _lookup(obj, k_bytes)
+        size = 0
+        if raw_bytes is not _MISSING and raw_bytes is not None:
+            raw_bytes = _number(raw_bytes, "bytes", "bytes")
+            if isinstance(raw_bytes, float):
+                if not raw_bytes.is_integer():
+                    raise ParseError("bytes", "not an integer")
+                raw_bytes = int(raw_bytes)
+            size = parse_bytes(raw_bytes)
+        raw_latency = _lookup(obj, k_latency)
+        latency = None
+        if raw_latency is not _MISSING and raw_latency is not None:
+            latency = parse_latency_ms(_number(raw_latency, "latency", "latency"), scale)
+        labels: tuple[tuple[str, str], ...] = ()
+        service = _lookup(obj, k_service)
+        if service is not _MISSING and service is not None and service != "":
+            if isinstance(service, (int, float)) and not isinstance(service, bool):
+                service = str(service)
+            service = _text(service, "fields", "service")
+            if service not in services:
+                if len(services) >= MAX_SERVICES:
+                    service = "__other__"
+                else:
+                    services.add(service)
+            labels = (("service", service),)
+        return AccessRecord(route, method, status, size, latency, labels)
+
+    return parse_json
+
+
+parse_json = make_json_parser()
+
+#: Parsers by format name with default options (`make_parser` applies a file's options).
+PARSERS: dict[str, Parser] = {"tsv": parse_tsv, "combined": parse_combined, "json": parse_json}
+
+
+def make_parser(file_config: FileOptions) -> Parser:
+    """The parser of one followed file: its format with its options (latency unit, json fields).
+
+    `tsv` is always `parse_tsv` itself, so the aggregator keeps its TSV fast path. Each call builds
+    a new parser, so per-file state (the json `service` cap) is never shared between files.
+    """
+    fmt = file_config.format
+    if fmt == "tsv":
+        if file_config.latency_unit not in (None, "milliseconds") or file_config.fields:
+            raise ValueError("tsv: latency is in milliseconds and fields cannot be mapped")
+        return parse_tsv
+    if fmt == "combined":
+        if file_config.fields:
+            raise ValueError("combined: fields apply to the json format only")
+        return make_combined_parser(file_config.latency_unit)
+    if fmt == "json":
+        return make_json_parser(file_config.fields, file_config.latency_unit)
+    raise ValueError(f"unknown format {fmt!r} (known: {', '.join(PARSERS)})")

@@ -24,7 +24,8 @@ from logtaild.checkpoint import Checkpointer, State
 from logtaild.config import Config, FileConfig, parse_listen
 from logtaild.exporter import FileSnapshot, Objective, Snapshot, build_registry, make_app, serve
 from logtaild.filestream import FileStream, Position
-from logtaild.formats import PARSERS
+from logtaild.formats import make_parser
+from logtaild.parallel import RangeJob, merge
 from logtaild.routes import RouteLimiter
 from logtaild.waker import Waker
 from logtaild.window import Window, WindowKey, escape, format_report
@@ -32,6 +33,9 @@ from logtaild.window import Window, WindowKey, escape, format_report
 log = logging.getLogger("logtaild")
 
 CHECKPOINT_EVERY = 1.0
+#: a backlog at least this large is split in two, one half counted by a forked worker (2 cores)
+PARALLEL_MIN_BYTES = 32 << 20
+JOB_WAIT_AT_EXIT = 8.0
 MALFORMED_LOG_EVERY = 10.0
 STUCK_AFTER = 10.0
 
@@ -46,6 +50,7 @@ class Source:
     agg: Aggregator
     objectives: dict[str, Objective] = field(default_factory=dict)
     malformed_logged: int = 0
+    job: RangeJob | None = None
 
 
 class Service:
@@ -92,7 +97,7 @@ class Service:
                                [(r.match, r.replace) for r in self.config.routes.rules],
                                self.config.routes.builtin)
         agg = Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s],
-                         PARSERS[file_config.format])
+                         make_parser(file_config))
         self.sources[path] = Source(path, file_config, stream, agg)
 
     # ---- the loop -------------------------------------------------------------------------------
@@ -120,6 +125,7 @@ class Service:
         start = self.clock()
         window = Window(start)
         self._poll_all(None)
+        self._collect_jobs()
         counts, length = window.close(self._totals(), self.clock())
         self._write_report(counts, length)
         self._checkpoint(force=True)
@@ -150,6 +156,7 @@ class Service:
                 self._rescan_at = now + self.config.rescan_interval
             self._waker.wait(max(0.0, min(self.config.poll_interval, next_report - self.clock())))
         self._poll_all(None)
+        self._collect_jobs()
         self._write_report(*window.close(self._totals(), self.clock()))
         self._checkpoint(force=True)
         for source in self.sources.values():
@@ -158,6 +165,9 @@ class Service:
     def _poll_all(self, due: Callable[[], bool] | None) -> None:
         """Read every source to its end; stop early (to report on time) when `due()` says so."""
         for source in list(self.sources.values()):
+            self._collect_job(source, wait=None)
+            if source.job is None:
+                self._start_job(source)
             for batch in source.stream.poll():
                 with self.lock:
                     source.agg.feed(batch)
@@ -165,6 +175,33 @@ class Service:
                 if due is not None and due():
                     return
         self._tick()
+
+    def _start_job(self, source: Source) -> None:
+        split = source.stream.split_backlog(PARALLEL_MIN_BYTES)
+        if split is not None:
+            fd, start, end = split
+            log.info("%s: %d MiB behind; counting bytes %d-%d in a second process",
+                     source.path, (end - start) >> 19, start, end)
+            source.job = RangeJob(source.agg, fd, start, end, self.config.max_line)
+
+    def _collect_job(self, source: Source, wait: float | None) -> None:
+        """Merge a finished range job (waiting up to `wait` seconds; None: only if it is done)."""
+        job = source.job
+        if job is None or (wait is None and not job.done()):
+            return
+        source.job = None
+        result = job.result(wait if wait is not None else 0)
+        if result is None:
+            log.error("%s: the range worker failed; its range will be counted again after a restart",
+                      source.path)
+            return
+        with self.lock:
+            merge(source.agg, result)
+        source.stream.release(result.lines_cut)
+
+    def _collect_jobs(self) -> None:
+        for source in self.sources.values():
+            self._collect_job(source, wait=JOB_WAIT_AT_EXIT)
 
     def _tick(self) -> None:
         self.last_tick = time.time()
