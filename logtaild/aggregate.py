@@ -40,7 +40,7 @@ class Aggregator:
         self.lines = 0
         self.malformed = dict.fromkeys(REASONS, 0)
         self.last_malformed: bytes = b""
-        self._parser = parser
+        self.parser = parser
         self._fast = parser is parse_tsv
         self._cache: dict[tuple[bytes, bytes], Slot] = {}
         self._cache_max = cache_max
@@ -70,7 +70,7 @@ class Aggregator:
                     except ValueError:
                         slow.append(line)
                         continue
-                    if size >= 0 and 0.0 <= lat < _INF:
+                    if size >= 0 and 0.0 <= lat:
                         slot[0] += 1
                         slot[1] += size
                         slot[2] += lat
@@ -94,7 +94,7 @@ class Aggregator:
     def _feed_one(self, line: bytes) -> None:
         """The general path: parse, count malformed lines by reason, fill the TSV cache."""
         try:
-            record = self._parser(line)
+            record = self.parser(line)
         except ParseError as exc:
             self.malformed[exc.reason] += 1
             self.last_malformed = line[:200]
@@ -124,7 +124,13 @@ class Aggregator:
         self, route: str, method: str, status: str, labels: tuple[tuple[str, str], ...] = ()
     ) -> Slot:
         """The slot of a raw route after normalization and the cardinality cap."""
-        key = (self.limiter.admit(route), method, status, labels)
+        return self.slot_for_admitted(self.limiter.admit(route), method, status, labels)
+
+    def slot_for_admitted(
+        self, route: str, method: str, status: str, labels: tuple[tuple[str, str], ...] = ()
+    ) -> Slot:
+        """The slot of a route value that already went through the limiter."""
+        key = (route, method, status, labels)
         slot = self.slots.get(key)
         if slot is None:
             slot = self.slots[key] = [0, 0, 0.0] + [0] * (len(self.bounds_ms) + 1)

@@ -139,14 +139,16 @@ class _Handle:
             return False
         return os.pread(self.fd, len(self.tail), self.pos - len(self.tail)) != self.tail
 
-    def position(self) -> Position:
+    def position(self, offset: int | None = None) -> Position:
+        """A checkpoint at `offset` (default: after the last whole line handed out)."""
+        offset = self.consumed if offset is None else offset
         if self.fingerprint is None or self.fingerprint[1] < FINGERPRINT_BYTES:
             head = os.pread(self.fd, FINGERPRINT_BYTES, 0)
             self.fingerprint = (_digest(head), len(head))
-        start = max(0, self.consumed - TAIL_HASH_BYTES)
-        tail = os.pread(self.fd, self.consumed - start, start)
+        start = max(0, offset - TAIL_HASH_BYTES)
+        tail = os.pread(self.fd, offset - start, start)
         return Position(
-            self.identity.dev, self.identity.ino, self.consumed,
+            self.identity.dev, self.identity.ino, offset,
             self.fingerprint[0], self.fingerprint[1], _digest(tail),
         )
 
@@ -200,6 +202,7 @@ class FileStream:
         self._draining: list[_Handle] = []
         self._missing = False
         self._warned: dict[str, float] = {}
+        self._held: tuple[_Handle, int] | None = None  # a range handed out: checkpoint no further
         self._start(from_start, resume or [])
 
     # ---- start-up -------------------------------------------------------------------------------
@@ -328,37 +331,14 @@ class FileStream:
                 yield lines
 
     def _split(self, handle: _Handle, data: bytes) -> Batch:
-        """Whole lines out of `data`; keeps the partial tail; drops over-long lines."""
-        base = handle.pos - len(data) - len(handle.partial)
-        if handle.partial:
-            data = handle.partial + data
-        if handle.skipping:
-            newline = data.find(b"\n")
-            if newline < 0:
-                handle.partial = b""
-                return []
-            handle.skipping = False
-            base += newline + 1
-            data = data[newline + 1:]
-            handle.consumed = base
-        lines = data.split(b"\n")
-        handle.partial = lines.pop()
-        if lines:
-            handle.consumed = base + len(data) - len(handle.partial)
-        if len(handle.partial) > self.max_line:
-            self.stats.lines_cut += 1
-            handle.partial = b""
-            handle.skipping = True
-        if not lines:
-            return lines
-        if len(data) > self.max_line and max(map(len, lines)) > self.max_line:
-            kept = [line for line in lines if len(line) <= self.max_line]
-            self.stats.lines_cut += len(lines) - len(kept)
-            lines = kept
+        lines, cut = split_lines(handle, data, self.max_line)
+        self.stats.lines_cut += cut
         return lines
 
     def _finish_drain(self, handle: _Handle) -> Iterator[Batch]:
         """Close a drained handle once it has been quiet for the grace period (or past the bound)."""
+        if self._held is not None and self._held[0] is handle:
+            return  # its first half is still being counted elsewhere; keep it for the checkpoint
         now = self._clock()
         quiet = now - handle.last_data >= self.drain_grace
         if not quiet and now - handle.drain_since < self.drain_max:
@@ -506,14 +486,43 @@ class FileStream:
 
     # ---- checkpoints and shutdown --------------------------------------------------------------
 
+    def split_backlog(self, min_bytes: int) -> tuple[int, int, int] | None:
+        """Hand the first half of a large unread backlog of the current file to another counter.
+
+        Returns (fd, start, end), a duplicated descriptor (the caller closes it) and a range of
+        whole lines to count elsewhere; this stream goes on from `end`. Checkpoints stay at
+        `start` until `release()`, so a crash re-counts rather than skips the range.
+        """
+        cur = self._cur
+        if cur is None or cur.partial or cur.skipping or self._held is not None:
+            return None
+        size = os.fstat(cur.fd).st_size
+        if size - cur.pos < min_bytes:
+            return None
+        middle = cur.pos + (size - cur.pos) // 2
+        newline = os.pread(cur.fd, self.max_line + 1, middle).find(b"\n")
+        if newline < 0:
+            return None
+        start, end = cur.pos, middle + newline + 1
+        self._held = (cur, start)
+        cur.seek(end)
+        self.stats.bytes_read += end - start
+        return os.dup(cur.fd), start, end
+
+    def release(self, lines_cut: int = 0) -> None:
+        """The range from `split_backlog` has been counted."""
+        self._held = None
+        self.stats.lines_cut += lines_cut
+
     def positions(self) -> list[Position]:
         """Where to resume: the files being drained, then the current file (last)."""
         out: list[Position] = []
+        held, held_at = self._held or (None, 0)
         for handle in [*self._draining, self._cur]:
             if handle is None:
                 continue
             try:
-                out.append(handle.position())
+                out.append(handle.position(held_at if handle is held else None))
             except OSError as exc:
                 self._warn("position", f"{self.path}: cannot checkpoint: {exc.strerror}")
         return out
@@ -529,6 +538,54 @@ class FileStream:
                 handle.close()
         self._draining.clear()
         self._cur = None
+
+
+def split_lines(handle: _Handle, data: bytes, max_line: int) -> tuple[Batch, int]:
+    """Whole lines out of newly read `data`, and how many over-long lines were dropped.
+
+    Keeps the partial tail in `handle.partial`; advances `handle.consumed` past the whole lines.
+    """
+    cut = 0
+    base = handle.pos - len(data) - len(handle.partial)
+    if handle.partial:
+        data = handle.partial + data
+    if handle.skipping:
+        newline = data.find(b"\n")
+        if newline < 0:
+            handle.partial = b""
+            return [], 0
+        handle.skipping = False
+        base += newline + 1
+        data = data[newline + 1:]
+        handle.consumed = base
+    lines = data.split(b"\n")
+    handle.partial = lines.pop()
+    if lines:
+        handle.consumed = base + len(data) - len(handle.partial)
+    if len(handle.partial) > max_line:
+        cut += 1
+        handle.partial = b""
+        handle.skipping = True
+    if lines and len(data) > max_line and max(map(len, lines)) > max_line:
+        kept = [line for line in lines if len(line) <= max_line]
+        cut += len(lines) - len(kept)
+        lines = kept
+    return lines, cut
+
+
+def read_range(fd: int, start: int, end: int, max_line: int,
+               chunk: int = 1 << 16) -> Iterator[tuple[Batch, int]]:
+    """(lines, lines cut) batches of the whole lines in [start, end) of an open file (pread only)."""
+    handle = _Handle(fd, FileIdentity(0, 0), 0.0)
+    handle.pos = handle.consumed = start
+    while handle.pos < end:
+        data = os.pread(fd, min(chunk, end - handle.pos), handle.pos)
+        if not data:
+            return
+        handle.pos += len(data)
+        lines, cut = split_lines(handle, data, max_line)
+        if lines or cut:
+            yield lines, cut
 
 
 def _user() -> str:

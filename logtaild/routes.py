@@ -69,7 +69,10 @@ class RouteLimiter:
 
     def admit(self, route: str) -> str:
         """The label value for a raw route: its normalized form, or OVERFLOW_ROUTE past the cap."""
-        value = self.normalize(route)
+        return self.admit_normalized(self.normalize(route))
+
+    def admit_normalized(self, value: str) -> str:
+        """The label value for an already normalized route (the cap only)."""
         if value in self._known:
             return value
         if len(self._known) < self.max_routes and value != OVERFLOW_ROUTE:

@@ -1,0 +1,79 @@
+"""Counting part of a large backlog in a forked worker process, so a catch-up uses a second core.
+
+The FileStream hands out the first half of its unread backlog (`split_backlog`); a child process,
+forked with the parent's parser and route rules, counts that byte range into a fresh Aggregator and
+sends back its slots; the parent merges them (`merge`) and releases the stream's checkpoint hold.
+The merge goes through the parent's RouteLimiter, so the cardinality cap still holds over the sum.
+"""
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import os
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from logtaild.aggregate import Aggregator, SlotKey
+from logtaild.filestream import read_range
+from logtaild.routes import OVERFLOW_ROUTE
+
+
+@dataclass
+class RangeResult:
+    """What the worker counted."""
+
+    slots: dict[SlotKey, list]
+    malformed: dict[str, int]
+    lines: int
+    lines_cut: int
+
+
+def _count(agg: Aggregator, fd: int, start: int, end: int, max_line: int, send: Connection) -> None:
+    cut = 0
+    for lines, dropped in read_range(fd, start, end, max_line):
+        cut += dropped
+        agg.feed(lines)
+    send.send(RangeResult(agg.slots, agg.malformed, agg.lines, cut))
+    send.close()
+
+
+class RangeJob:
+    """One byte range being counted in a child process."""
+
+    def __init__(self, agg: Aggregator, fd: int, start: int, end: int, max_line: int) -> None:
+        fresh = Aggregator(copy.deepcopy(agg.limiter), agg.bounds_ms, agg.parser)
+        context = multiprocessing.get_context("fork")  # the child needs no pickling of the parser
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_count, args=(fresh, fd, start, end, max_line, send),
+                                        name="logtaild-range", daemon=True)
+        self._process.start()
+        send.close()
+        os.close(fd)
+
+    def done(self) -> bool:
+        return self._receive.poll()
+
+    def result(self, timeout: float | None = None) -> RangeResult | None:
+        """The counts, waiting up to `timeout`; None if the worker failed or is too slow (killed)."""
+        if not self._receive.poll(timeout):
+            self._process.kill()
+            self._process.join()
+            return None
+        try:
+            result: RangeResult = self._receive.recv()
+        except EOFError:
+            result = None
+        self._process.join()
+        return result
+
+
+def merge(agg: Aggregator, result: RangeResult) -> None:
+    """Add a worker's counts into `agg`, admitting its routes through `agg`'s cap."""
+    agg.lines += result.lines
+    for reason, count in result.malformed.items():
+        agg.malformed[reason] = agg.malformed.get(reason, 0) + count
+    for (route, method, status, labels), slot in result.slots.items():
+        admitted = route if route == OVERFLOW_ROUTE else agg.limiter.admit_normalized(route)
+        target = agg.slot_for_admitted(admitted, method, status, labels)
+        for index, value in enumerate(slot):
+            target[index] += value
