@@ -96,6 +96,8 @@ class Config:
     drain_grace: float = 2.0
     max_line: int = 65536
     rescan_interval: float = 5.0
+    #: exporter-toolkit web config (TLS, mTLS, basic auth) for the HTTP server; see logtaild/webconfig.py
+    web_config: str | None = None
 
     def bucket_bounds(self) -> tuple[float, ...]:
         """Histogram bounds in seconds, with every SLO threshold added so slow counts are exact."""
