@@ -17,6 +17,7 @@ from logtaild import __version__
 from logtaild.config import Config, ConfigError, FileConfig, check, load, to_dict
 from logtaild.exporter import ListenError
 from logtaild.service import Service
+from logtaild.webconfig import load_web_config
 
 EPILOG = """\b
 Examples:
@@ -38,7 +39,7 @@ class UsageFailure(Exception):
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:
     """The flags that were given, as Config field values."""
     out: dict[str, Any] = {}
-    for name in ("listen", "interval", "state_file"):
+    for name in ("listen", "interval", "state_file", "web_config"):
         if options.get(name) is not None:
             out[name] = options[name]
     if options.get("from_start"):
@@ -77,6 +78,8 @@ def _setup_logging(level: str) -> None:
 @click.option("--from-start", is_flag=True, help="Read files that already exist from their start.")
 @click.option("--once", is_flag=True, help="Read to the end, print one report, exit; no HTTP server.")
 @click.option("--state-file", metavar="PATH", help="Checkpoint file: resume where the last run stopped.")
+@click.option("--web-config", metavar="FILE", type=click.Path(dir_okay=False),
+              help="TLS / mTLS / basic auth for the HTTP server (Prometheus exporter-toolkit format).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.version_option(__version__, "--version", prog_name="logtaild")
@@ -86,6 +89,8 @@ def command(**options: Any) -> None:
     _setup_logging(options["log_level"])
     if options.get("check_config"):
         config = check(load(options["check_config"]))
+        if config.web_config:
+            load_web_config(config.web_config)  # certificates and hashes checked too
         click.echo(yaml.safe_dump(to_dict(config), sort_keys=False), nl=False)
         return
     config = effective_config(options)

@@ -8,6 +8,7 @@ share a family.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from prometheus_client.utils import floatToGoString
 
 from logtaild.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Slot, SlotKey
 from logtaild.filestream import StreamStats
+from logtaild.webconfig import tls_server_class
 
 Labels = dict[str, str]
 
@@ -254,10 +256,13 @@ def _server_class(host: str) -> type[_Server]:
     return Server
 
 
-def serve(app: WsgiApp, host: str, port: int) -> WSGIServer:
-    """Bind and serve in a daemon thread; raise ListenError with a one-line reason."""
+def serve(app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None = None) -> WSGIServer:
+    """Bind and serve in a daemon thread (TLS on each connection with `tls`); raise ListenError."""
+    server_class = _server_class(host)
+    if tls is not None:
+        server_class = tls_server_class(server_class, tls)
     try:
-        server = make_server(host, port, app, _server_class(host), handler_class=_QuietHandler)
+        server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
     except OSError as exc:
         where = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
         raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None

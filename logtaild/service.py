@@ -25,9 +25,12 @@ from logtaild.config import Config, FileConfig, parse_listen
 from logtaild.exporter import FileSnapshot, Objective, Snapshot, build_registry, make_app, serve
 from logtaild.filestream import FileStream, Position
 from logtaild.formats import make_parser
+from logtaild.lifecycle import Lifecycle
 from logtaild.parallel import RangeJob, merge
 from logtaild.routes import RouteLimiter
+from logtaild.status import StatusBoard
 from logtaild.waker import Waker
+from logtaild.webconfig import load_web_config, protect
 from logtaild.window import Window, WindowKey, escape, format_report
 
 log = logging.getLogger("logtaild")
@@ -57,7 +60,8 @@ class Service:
     """The daemon (or, with `once`, a single pass over the files)."""
 
     def __init__(self, config: Config, *, once: bool = False, out: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 reloader: Callable[[], Config] | None = None) -> None:
         self.config = config
         self.once = once
         self.out = out or sys.stdout
@@ -74,6 +78,7 @@ class Service:
         self._last_tick_mono = clock()
         self._rescan_at = 0.0
         self.reloads = {"success": 0, "failure": 0}
+        self.lifecycle = Lifecycle(self, reloader)  # sd_notify, SIGHUP reloads (logtaild/lifecycle.py)
 
     # ---- sources ------------------------------------------------------------------------------
 
@@ -93,12 +98,13 @@ class Service:
             path, from_start=from_start, max_line=self.config.max_line,
             drain_grace=self.config.drain_grace, clock=self.clock, resume=saved,
         )
-        limiter = RouteLimiter(self.config.routes.max,
-                               [(r.match, r.replace) for r in self.config.routes.rules],
-                               self.config.routes.builtin)
-        agg = Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s],
-                         make_parser(file_config))
-        self.sources[path] = Source(path, file_config, stream, agg)
+        self.sources[path] = Source(path, file_config, stream, self._make_aggregator(file_config))
+
+    def _make_aggregator(self, file_config: FileConfig, config: Config | None = None) -> Aggregator:
+        """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
+        routes = (config or self.config).routes
+        limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin)
+        return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], make_parser(file_config))
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -109,11 +115,16 @@ class Service:
             return self._run_once()
         host, port = parse_listen(self.config.listen)
         registry = build_registry(self.snapshot)
-        self._server = serve(make_app(registry, {"/healthz": self._healthz}), host, port)
+        web = load_web_config(self.config.web_config) if self.config.web_config else None
+        app = StatusBoard(self.snapshot, stuck_after=max(STUCK_AFTER, 4 * self.config.poll_interval)).wrap(
+            make_app(registry, {"/healthz": self._healthz}))
+        self._server = serve(protect(app, web), host, port, tls=web.context if web else None)
         self._scan(initial=True)
-        log.info("serving /metrics on %s:%d; following %s", host or "0.0.0.0", port,
+        log.info("serving /metrics on %s:%d%s; following %s", host or "0.0.0.0", port,
+                 (" (TLS)" if web and web.context else "") + (" (basic auth)" if web and web.users else ""),
                  ", ".join(self.sources) or "nothing yet")
         self._install_signals()
+        self.lifecycle.ready()
         try:
             self._loop()
         finally:
@@ -141,6 +152,10 @@ class Service:
         next_malformed_log = now + MALFORMED_LOG_EVERY
         while not self._stop.is_set():
             self._poll_all(lambda: self.clock() >= next_report)
+            if self.lifecycle.reload_requested() and self.lifecycle.reload(
+                    lambda: self._write_report(*window.close(self._totals(), self.clock()))):
+                window = Window(self.clock(), self._totals())  # the new files and grouping
+                next_report = self.clock() + self.config.interval
             now = self.clock()
             if now >= next_report:
                 self._write_report(*window.close(self._totals(), now))
@@ -155,6 +170,7 @@ class Service:
                 self._scan(initial=False)
                 self._rescan_at = now + self.config.rescan_interval
             self._waker.wait(max(0.0, min(self.config.poll_interval, next_report - self.clock())))
+        self.lifecycle.stopping()
         self._poll_all(None)
         self._collect_jobs()
         self._write_report(*window.close(self._totals(), self.clock()))
@@ -206,6 +222,7 @@ class Service:
     def _tick(self) -> None:
         self.last_tick = time.time()
         self._last_tick_mono = self.clock()
+        self.lifecycle.tick()  # the systemd watchdog ping comes from the loop itself
 
     # ---- outputs --------------------------------------------------------------------------------
 
@@ -290,6 +307,7 @@ class Service:
     def _install_signals(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_stop)
+        self.lifecycle.install()  # SIGHUP: reload the config
 
     def _on_stop(self, signum: int, _frame: object) -> None:
         log.info("received %s; writing the last report and checkpoint", signal.Signals(signum).name)
