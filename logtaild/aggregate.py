@@ -70,7 +70,7 @@ class Aggregator:
                     except ValueError:
                         slow.append(line)
                         continue
-                    if size >= 0 and 0.0 <= lat:
+                    if size >= 0 and 0.0 <= lat < _INF:
                         slot[0] += 1
                         slot[1] += size
                         slot[2] += lat

@@ -1,0 +1,268 @@
+"""Aggregator: the TSV fast path agrees with parse_tsv line by line; cache bound; bucket placement."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from logtaild.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Aggregator
+from logtaild.formats import REASONS, ParseError, parse_tsv
+from logtaild.record import AccessRecord
+from logtaild.routes import OVERFLOW_ROUTE, RouteLimiter
+
+BOUNDS_MS = [5.0, 10.0, 25.0, 100.0, 500.0, 1000.0]
+RULES = [(r"^/blog/.+", "/blog/*")]
+
+
+def make(max_routes: int = 1000, cache_max: int = 65536, bounds: list[float] = BOUNDS_MS) -> Aggregator:
+    return Aggregator(RouteLimiter(max_routes, RULES), bounds, cache_max=cache_max)
+
+
+# ---- the property: fast path == parse_tsv + add_record ---------------------------------------------
+
+junk = st.binary(max_size=12)
+ip = st.sampled_from([b"10.0.0.1", b"::1", b"", b"-"]) | junk
+method = st.sampled_from([b"GET", b"GET", b"POST", b"OPTIONS", b"BREW", b"get", b"G3T", b"", b"X" * 40])
+target = st.sampled_from([
+    b"/", b"/a", b"/a?x=1", b"/a#f", b"/users/1", b"/users/22", b"/blog/x", b"/blog/y/z", b"*",
+    b"http://h/p?q", b"http://h?next=/a", b"rel", b"", b"/\xff", b"/caf\xc3\xa9", b"/\x00", b"/\x1b[2J",
+]) | st.builds(lambda n: b"/r/%d" % n, st.integers(0, 30)) | st.builds(lambda b: b"/x" + b, junk)
+request = st.one_of(
+    st.builds(lambda m, t: m + b" " + t, method, target),
+    st.builds(lambda m, t: m + b" " + t + b" HTTP/1.1", method, target),
+    junk,
+)
+status = st.sampled_from([b"200", b"404", b"500", b"200", b"404", b"99", b"600", b"abc", b"20", b" 200", b""]) | junk
+size = st.sampled_from([b"0", b"512", b"-", b"-1", b"-0", b"abc", b"1_0", b" 7", b"12\r", b"1.5", b"9" * 5000,
+                        b"1" * 40, b""]) | st.builds(lambda n: b"%d" % n, st.integers(0, 10**6)) | junk
+latency = st.sampled_from([b"0", b"-0", b"5", b"5.0", b"10", b"0.5", b"1000", b"1e3", b"nan", b"inf", b"-1",
+                           b"abc", b"", b"2.5\r", b"1e999"]) | st.builds(
+    lambda n: repr(n).encode(), st.floats(0, 2000, allow_nan=False)) | junk
+
+
+def _join(fields: list[bytes]) -> bytes:
+    return b"\t".join(fields)
+
+
+odd_line = st.one_of(
+    st.lists(junk, min_size=0, max_size=7).map(_join),        # wrong field counts
+    st.integers(0, 6).map(lambda n: b"\t" * n),                # tabs only
+    st.binary(max_size=40),                                    # anything, NULs included
+    st.builds(lambda n: _join([b"1", b"GET /" + b"a" * n, b"200", b"1"]), st.integers(1000, 70000)),  # long
+    st.builds(lambda *f: _join(list(f)), ip, request, status, size),            # random fields
+    st.builds(lambda *f: _join(list(f)), ip, request, status, size, latency),
+)
+
+
+good_request = st.builds(lambda m, t: m + b" " + t, st.sampled_from([b"GET", b"POST", b"BREW"]),
+                         st.sampled_from([b"/", b"/a?x=1", b"/users/1", b"/users/22", b"/blog/x", b"*"]))
+good_status = st.sampled_from([b"200", b"404", b"500"])
+edge_size = st.sampled_from([b"0", b"-", b"-1", b"-0", b"abc", b"1_0", b" 7", b"12\r", b"1.5", b"9" * 5000, b""])
+edge_latency = st.sampled_from([b"0", b"-0", b"5", b"10", b"1000", b"1e3", b"nan", b"inf", b"-1", b"abc", b"",
+                                b"2.5\r", b"1e999"])
+
+
+@st.composite
+def lines_strategy(draw: st.DrawFn) -> list[bytes]:
+    """Lines sharing a few (request, status) pairs, so the cache is hit with both good and bad
+    sizes and latencies, mixed with odd lines."""
+    keys = draw(st.lists(st.tuples(good_request | good_request | request, good_status | good_status | status),
+                         min_size=1, max_size=6))
+    key = st.sampled_from(keys)
+    keyed = st.one_of(
+        st.builds(lambda i, k, b: _join([i, *k, b]), ip, key, size | edge_size),
+        st.builds(lambda i, k, b, t: _join([i, *k, b, t]), ip, key, size | edge_size, latency | edge_latency),
+    )
+    n = draw(st.integers(0, 80))  # hypothesis keeps plain lists short; ask for a length instead
+    return draw(st.lists(keyed | keyed | odd_line, min_size=n, max_size=n))
+
+
+def _reference(lines: list[bytes], max_routes: int) -> tuple[Aggregator, dict[str, int]]:
+    ref = make(max_routes)
+    malformed = dict.fromkeys(REASONS, 0)
+    for raw in lines:
+        try:
+            record = parse_tsv(raw)
+        except ParseError as exc:
+            malformed[exc.reason] += 1
+        else:
+            ref.add_record(record)
+    return ref, malformed
+
+
+def _assert_same_slots(fast: Aggregator, ref: Aggregator) -> None:
+    assert fast.slots.keys() == ref.slots.keys()
+    for key, slot in fast.slots.items():
+        want = ref.slots[key]
+        assert slot[COUNT] == want[COUNT], key
+        assert slot[BYTES] == want[BYTES], key
+        assert slot[BUCKETS:] == want[BUCKETS:], key
+        # the fast path sums a batch's cache hits before its misses: float addition order differs
+        assert slot[LAT_SUM] == pytest.approx(want[LAT_SUM], rel=1e-12, abs=1e-9), key
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(lines=lines_strategy(), batch_sizes=st.lists(st.integers(0, 12), max_size=30),
+       max_routes=st.sampled_from([1, 3, 1000]), cache_max=st.sampled_from([1, 2, 65536]))
+def test_fast_path_equals_parse_tsv_line_by_line(
+        lines: list[bytes], batch_sizes: list[int], max_routes: int, cache_max: int) -> None:
+    """The cache fills only after a batch, so many small batches are what exercise the fast path."""
+    fast = make(max_routes, cache_max)
+    start = 0
+    for n in [*batch_sizes, len(lines)]:  # the last batch takes whatever is left
+        fast.feed(lines[start:start + n])
+        start += n
+    ref, malformed = _reference(lines, max_routes)
+    _assert_same_slots(fast, ref)
+    assert fast.malformed == malformed
+    assert fast.lines == len(lines)
+    assert ref.lines == len(lines) - sum(malformed.values())
+    assert fast.limiter.distinct == ref.limiter.distinct <= max_routes
+    assert fast.counts_by_route_status() == ref.counts_by_route_status()
+    assert len(fast._cache) <= cache_max
+
+
+def test_fast_path_examples_against_reference() -> None:
+    """A fixed mix, fed twice so the second pass runs entirely on cache hits."""
+    lines = [
+        b"1\tGET /\t200\t10\t5", b"1\tGET /\t200\t20\t5.5", b"1\tGET /\t200\t-\t1",
+        b"1\tGET /\t200\t-5\t1", b"1\tGET /\t200\t5\tnan", b"1\tGET /\t200\t5\t-0",
+        b"1\tGET /\t200\t1_0", b"1\tGET /\t200\t 7", b"1\tGET /\t200\t8\r",
+        b"1\tGET /users/7\t404\t1\t10", b"1\tGET /users/8\t404\t1\t10.0001",
+        b"1\tGET /\xff\t200\t1", b"\t\t\t", b"", b"x\x00y",
+    ]
+    fast = make()
+    fast.feed(lines)
+    fast.feed(lines)
+    ref, malformed = _reference(lines + lines, 1000)
+    _assert_same_slots(fast, ref)
+    assert fast.malformed == malformed == {
+        "fields": 4, "request": 2, "status": 0, "bytes": 2, "latency": 2, "encoding": 2}
+    root = fast.slots["/", "GET", "200", ()]
+    # per pass 7 valid lines: 10, 20, "-" = 0, 5 (latency -0), "1_0" = 10, " 7", "8\r"
+    assert root[COUNT] == 2 * 7
+    assert root[BYTES] == 2 * (10 + 20 + 0 + 5 + 10 + 7 + 8)
+    users = fast.slots["/users/:id", "GET", "404", ()]
+    assert users[COUNT] == 4
+    assert users[BUCKETS:] == [0, 2, 2, 0, 0, 0, 0]  # 10 -> le=10; 10.0001 -> le=25
+    assert fast.lines == 30
+
+
+# ---- the cache bound -------------------------------------------------------------------------------
+
+def test_raw_cache_is_bounded() -> None:
+    agg = make(max_routes=10, cache_max=50)
+    for chunk in range(20):
+        agg.feed([b"1\tGET /p%d\t200\t1" % (chunk * 100 + i) for i in range(100)])
+        assert len(agg._cache) <= 50
+    # everything still counted, the excess under the overflow route
+    assert sum(slot[COUNT] for slot in agg.slots.values()) == 2000
+    assert agg.slots[OVERFLOW_ROUTE, "GET", "200", ()][COUNT] == 2000 - 10
+    assert agg.limiter.distinct == 10
+
+
+def test_cache_hit_counts_into_the_slot_of_the_first_parse() -> None:
+    agg = make()
+    agg.feed([b"1\tGET /a?x=1\t200\t3"])
+    assert agg._cache == {(b"GET /a?x=1", b"200"): agg.slots["/a", "GET", "200", ()]}
+    agg.feed([b"2\tGET /a?x=1\t200\t4\t1.5"])  # a hit, now with latency
+    assert agg.slots["/a", "GET", "200", ()] == [2, 7, 1.5, 1, 0, 0, 0, 0, 0, 0]
+
+
+# ---- histogram buckets -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("latency", "bucket"), [
+    (b"0", 0), (b"4.999", 0), (b"5", 0), (b"5.0", 0), (b"5.000001", 1), (b"10", 1), (b"10.5", 2),
+    (b"25", 2), (b"100", 3), (b"500", 4), (b"1000", 5), (b"1000.0001", 6), (b"1e9", 6),
+])
+def test_bucket_placement_at_exact_bounds(latency: bytes, bucket: int) -> None:
+    """Buckets are `le` (less or equal): 5 ms goes into le=0.005, just above it into the next."""
+    for fed_twice in (False, True):  # first line takes the slow path, the second the cached fast path
+        agg = make()
+        lines = [b"1\tGET /\t200\t1\t" + latency] * (2 if fed_twice else 1)
+        agg.feed(lines)
+        slot = agg.slots["/", "GET", "200", ()]
+        expected = [0] * (len(BOUNDS_MS) + 1)
+        expected[bucket] = len(lines)
+        assert slot[BUCKETS:] == expected
+        assert slot[LAT_SUM] == float(latency) * len(lines)
+
+
+def test_service_bounds_conversion_keeps_exact_bounds() -> None:
+    """The service hands bounds in ms as round(s * 1000, 9): 5 ms must still equal the 0.005 s bound."""
+    from logtaild.config import DEFAULT_BUCKETS
+    bounds_ms = [round(b * 1000, 9) for b in DEFAULT_BUCKETS]
+    assert bounds_ms == [5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]
+    agg = make(bounds=bounds_ms)
+    agg.feed([b"1\tGET /\t200\t1\t75", b"1\tGET /\t200\t1\t75"])
+    assert agg.slots["/", "GET", "200", ()][BUCKETS + 4] == 2
+
+
+def test_four_field_lines_have_no_latency() -> None:
+    agg = make()
+    agg.feed([b"1\tGET /\t200\t1"] * 3)
+    assert agg.slots["/", "GET", "200", ()] == [3, 3, 0.0] + [0] * 7
+
+
+# ---- counters ---------------------------------------------------------------------------------------
+
+def test_lines_counts_every_line_fed() -> None:
+    agg = make()
+    agg.feed([])
+    assert agg.lines == 0
+    agg.feed([b"1\tGET /\t200\t1", b"garbage", b""])
+    agg.feed([b"1\tGET /\t200\t1"])
+    assert agg.lines == 4
+    assert agg.malformed["fields"] == 2
+    assert agg.last_malformed == b""  # the last malformed line was the empty one
+    agg.feed([b"x" * 500])
+    assert agg.last_malformed == b"x" * 200  # kept, but cut
+
+
+def test_add_record_counts_a_line() -> None:
+    agg = make()
+    agg.add_record(AccessRecord("/users/5", "GET", "200", 10, 7.5))
+    agg.add_record(AccessRecord("/users/6", "GET", "200", 5, None))
+    assert agg.lines == 2
+    assert agg.slots == {("/users/:id", "GET", "200", ()): [2, 15, 7.5, 0, 1, 0, 0, 0, 0, 0]}
+
+
+def test_snapshot_is_a_copy() -> None:
+    agg = make()
+    agg.feed([b"1\tGET /\t200\t1"])
+    snap = agg.snapshot()
+    agg.feed([b"1\tGET /\t200\t1"])
+    assert snap == [(("/", "GET", "200", ()), [1, 1, 0.0] + [0] * 7)]
+
+
+def test_counts_by_route_status_sums_methods() -> None:
+    agg = make()
+    agg.feed([b"1\tGET /\t200\t1", b"1\tPOST /\t200\t1", b"1\tPOST /\t500\t1", b"1\tBREW /\t200\t1"])
+    assert agg.counts_by_route_status() == {("/", "200"): 3, ("/", "500"): 1}
+
+
+def test_non_tsv_parser_uses_slow_path_only() -> None:
+    def parser(raw: bytes) -> AccessRecord:
+        if raw == b"bad":
+            raise ParseError("fields")
+        return AccessRecord(raw.decode(), "GET", "200", 1, None, (("service", "api"),))
+
+    agg = Aggregator(RouteLimiter(), BOUNDS_MS, parser=parser)
+    agg.feed([b"/a", b"/a", b"bad"])
+    assert agg._cache == {}
+    assert agg.slots == {("/a", "GET", "200", (("service", "api"),)): [2, 2, 0.0] + [0] * 7}
+    assert agg.malformed["fields"] == 1
+    assert math.isclose(sum(agg.malformed.values()), 1)
+
+
+@pytest.mark.parametrize("latency", [b"inf", b"1e999", b"nan", b"-1"])
+def test_fast_path_rejects_non_finite_latency_on_a_cache_hit(latency: bytes) -> None:
+    """Regression: the cached path once accepted `inf`, poisoning _sum and the +Inf bucket."""
+    agg = make()
+    agg.feed([b"1\tGET /\t200\t1\t5"])  # fills the cache
+    agg.feed([b"1\tGET /\t200\t1\t" + latency])  # a cache hit with a bad latency
+    assert agg.slots["/", "GET", "200", ()] == [1, 1, 5.0, 1, 0, 0, 0, 0, 0, 0]
+    assert agg.malformed["latency"] == 1
