@@ -1,0 +1,64 @@
+"""Catch-up on two cores: half a large backlog counted in a forked worker gives the same counts."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+import logtaild.service as service
+from logtaild.config import Config, FileConfig, RoutesConfig
+from logtaild.filestream import FileStream
+from logtaild.routes import OVERFLOW_ROUTE
+
+
+def write_log(path: Path, lines: int) -> None:
+    rows = []
+    for i in range(lines):
+        route = f"/api/items/{i % 7}" if i % 3 else f"/r{i % 40}"
+        rows.append(f"10.0.0.{i % 250}\tGET {route}?q={i}\t{(200, 404, 500)[i % 3]}\t{i % 900}\t{i % 3000 / 7:.3f}\n")
+        if i % 997 == 0:
+            rows.append("malformed line\n")
+    path.write_text("".join(rows))
+
+
+def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000):
+    monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", min_bytes)
+    config = Config(files=(FileConfig(str(path)),), from_start=True, routes=RoutesConfig(max=max_routes))
+    svc = service.Service(config, once=True, out=io.StringIO())
+    assert svc.run() == 0
+    [source] = svc.sources.values()
+    slots = {key: slot[:2] + slot[3:] for key, slot in source.agg.slots.items()}
+    sums = {key: slot[2] for key, slot in source.agg.slots.items()}
+    return slots, sums, source.agg.lines, dict(source.agg.malformed), source.stream.stats.bytes_read
+
+
+@pytest.mark.parametrize("max_routes", [1000, 10])
+def test_split_catch_up_counts_exactly_what_one_process_counts(tmp_path: Path, monkeypatch,
+                                                              max_routes: int) -> None:
+    log = tmp_path / "access.log"
+    write_log(log, 20_000)
+    serial = run_once(log, 1 << 60, monkeypatch, max_routes)
+    split = run_once(log, 1 << 16, monkeypatch, max_routes)
+    assert split[0] == serial[0]  # counts, bytes and every histogram bucket
+    assert split[2:] == serial[2:] == (20_000 + 21, {**split[3]}, os.path.getsize(log))
+    assert split[3]["fields"] == 21
+    for key, total in serial[1].items():
+        assert split[1][key] == pytest.approx(total, rel=1e-12)  # float sums in another order
+    routes = {key[0] for key in split[0]}
+    assert len(routes - {OVERFLOW_ROUTE}) <= max_routes
+
+
+def test_checkpoint_stays_at_the_range_start_until_released(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"x" * 10 + b"\n" + b"line\n" * 1000)
+    stream = FileStream(str(log), from_start=True)
+    fd, start, end = stream.split_backlog(1000)
+    os.close(fd)
+    assert start == 0 and end > 2000 and (end - 11) % 5 == 0
+    lines = [line for batch in stream.poll() for line in batch]
+    assert len(lines) == (os.path.getsize(log) - end) // 5
+    assert stream.positions()[-1].offset == 0
+    stream.release()
+    assert stream.positions()[-1].offset == os.path.getsize(log)
