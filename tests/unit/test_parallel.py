@@ -23,6 +23,14 @@ def write_log(path: Path, lines: int) -> None:
     path.write_text("".join(rows))
 
 
+def by_method_status(slots: dict) -> dict:
+    out: dict = {}
+    for (_route, method, status, _labels), values in slots.items():
+        acc = out.setdefault((method, status), [0] * len(values))
+        out[method, status] = [a + b for a, b in zip(acc, values)]
+    return out
+
+
 def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000):
     monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", min_bytes)
     config = Config(files=(FileConfig(str(path)),), from_start=True, routes=RoutesConfig(max=max_routes))
@@ -41,7 +49,12 @@ def test_split_catch_up_counts_exactly_what_one_process_counts(tmp_path: Path, m
     write_log(log, 20_000)
     serial = run_once(log, 1 << 60, monkeypatch, max_routes)
     split = run_once(log, 1 << 16, monkeypatch, max_routes)
-    assert split[0] == serial[0]  # counts, bytes and every histogram bucket
+    if max_routes >= 1000:
+        assert split[0] == serial[0]  # counts, bytes and every histogram bucket, per series
+    else:
+        # past the cap, which routes won a slot depends on the order they were seen in: the sum
+        # over routes (the __other__ series included) is what must not change
+        assert by_method_status(split[0]) == by_method_status(serial[0])
     assert split[2:] == serial[2:] == (20_000 + 21, {**split[3]}, os.path.getsize(log))
     assert split[3]["fields"] == 21
     for key, total in serial[1].items():
