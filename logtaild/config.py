@@ -19,6 +19,8 @@ import yaml
 DEFAULT_PORT = 10181
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 FORMATS = ("tsv", "combined", "json")
+#: Names a json file's `fields` may map (formats.JSON_FIELDS; `path` is another name for `route`).
+JSON_FIELDS = ("route", "request", "method", "status", "bytes", "latency", "service", "path")
 
 
 class ConfigError(ValueError):
@@ -219,6 +221,15 @@ def check(config: Config) -> Config:
             raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
         if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
             raise ConfigError(f"{where}.latency_unit: must be seconds, milliseconds or microseconds")
+        if file.format == "tsv" and file.latency_unit not in (None, "milliseconds"):
+            raise ConfigError(f"{where}.latency_unit: the tsv format's latency is always in milliseconds")
+        if file.fields and file.format != "json":
+            raise ConfigError(f"{where}.fields: only the json format maps fields")
+        for name in file.fields:
+            if name not in JSON_FIELDS:
+                raise ConfigError(f"{where}.fields.{name}: unknown field (known: {', '.join(JSON_FIELDS)})")
+        if "route" in file.fields and "path" in file.fields:
+            raise ConfigError(f"{where}.fields.path: give route or path, not both")
         for label in file.labels:
             if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") or label in (
                     "route", "method", "status", "le", "file"):
