@@ -13,10 +13,9 @@ from typing import Any
 import click
 import yaml
 
-from logtaild import __version__
+from logtaild import __version__, modes
 from logtaild.config import Config, ConfigError, FileConfig, check, load, to_dict
 from logtaild.exporter import ListenError
-from logtaild.service import Service
 from logtaild.webconfig import load_web_config
 
 EPILOG = """\b
@@ -26,6 +25,10 @@ Examples:
   logtaild --file access.log --from-start --once          # one report over the whole file
   logtaild --config /etc/logtaild/config.yaml --state-file /var/lib/logtaild/state.json
   logtaild --check-config /etc/logtaild/config.yaml
+  logtaild --file access.log --once --state-file /var/lib/logtaild/cron.json \
+           --textfile /var/lib/node_exporter/textfile/logtaild.prom   # from cron, every minute
+  logtaild --config /etc/logtaild/config.yaml --detach --pidfile /run/logtaild.pid \
+           --log-file /var/log/logtaild.log                     # without systemd
 
 Reports go to stdout, logs to stderr; /metrics is served on port 10181 of every interface unless
 --listen says otherwise.
@@ -80,6 +83,17 @@ def _setup_logging(level: str) -> None:
 @click.option("--state-file", metavar="PATH", help="Checkpoint file: resume where the last run stopped.")
 @click.option("--web-config", metavar="FILE", type=click.Path(dir_okay=False),
               help="TLS / mTLS / basic auth for the HTTP server (Prometheus exporter-toolkit format).")
+@click.option("--detach", is_flag=True,
+              help="Run in the background (hosts without systemd; ignored under systemd). Needs --pidfile.")
+@click.option("--pidfile", metavar="PATH", help="With --detach: the daemon's pid, locked; removed at exit.")
+@click.option("--log-file", metavar="PATH",
+              help="With --detach: where log lines and reports go (default: syslog via /dev/log).")
+@click.option("--textfile", metavar="PATH",
+              help="With --once and --state-file: cumulative counters for node_exporter's textfile "
+                   "collector (PATH should end in .prom).")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="With --once and --state-file: how long to wait for an overlapping run (default 10), "
+                   "then exit 0 without counting.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.version_option(__version__, "--version", prog_name="logtaild")
@@ -93,8 +107,7 @@ def command(**options: Any) -> None:
             load_web_config(config.web_config)  # certificates and hashes checked too
         click.echo(yaml.safe_dump(to_dict(config), sort_keys=False), nl=False)
         return
-    config = effective_config(options)
-    sys.exit(Service(config, once=options["once"]).run())
+    sys.exit(modes.run(options, effective_config))  # foreground, --detach, --once, cron (modes.py)
 
 
 def main(argv: list[str] | None = None) -> None:

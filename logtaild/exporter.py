@@ -16,7 +16,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app, write_to_textfile
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
@@ -206,6 +206,16 @@ def build_registry(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
     registry.register(LogtaildCollector(snapshot))
     ProcessCollector(registry=registry)
     return registry
+
+
+def write_textfile(path: str, snapshot: Callable[[], Snapshot]) -> None:
+    """The same families as /metrics (no process_*), for node_exporter's textfile collector.
+
+    prometheus-client writes a temp file next to `path` and renames it, so a scrape never sees half.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LogtaildCollector(snapshot))
+    write_to_textfile(path, registry)
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------

@@ -203,6 +203,7 @@ class FileStream:
         self._missing = False
         self._warned: dict[str, float] = {}
         self._held: tuple[_Handle, int] | None = None  # a range handed out: checkpoint no further
+        self._finished: Position | None = None  # where the last drained file ended (path empty since)
         self._start(from_start, resume or [])
 
     # ---- start-up -------------------------------------------------------------------------------
@@ -349,6 +350,14 @@ class FileStream:
         if handle.partial and not handle.skipping:
             # the writer left it without a final newline: the line is complete as far as anyone will know
             yield [handle.partial]
+            handle.consumed = handle.pos
+        if self._cur is None and len(self._draining) == 1:
+            # nothing else is open for the path: remember where this file ended, or a checkpoint taken
+            # before the path reappears would fall back to an older position and count lines again
+            try:
+                self._finished = handle.position()
+            except OSError:
+                pass
         handle.close()
         self._draining.remove(handle)
 
@@ -525,6 +534,8 @@ class FileStream:
                 out.append(handle.position(held_at if handle is held else None))
             except OSError as exc:
                 self._warn("position", f"{self.path}: cannot checkpoint: {exc.strerror}")
+        if not out and self._cur is None and self._finished is not None:
+            out.append(self._finished)  # resumes as "rotated while stopped", at its end
         return out
 
     @property

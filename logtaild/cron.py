@@ -1,0 +1,211 @@
+"""Cron mode: `logtaild --once --state-file S [--textfile PATH]`, one pass per run, nothing counted twice.
+
+Each run, under an exclusive lock on `S.lock`:
+
+1. loads the checkpoint and the cumulative counters from the state file (its `extra["cron"]`);
+2. reads every file from its checkpoint to the end: a file rotated since the last run is finished
+   first (FileStream resumes it under its rotated name), and in this mode old files are closed as
+   soon as they are read to their end, never held open for the drain grace period;
+3. prints one report whose rates cover the time since the previous run's end (wall clock);
+4. saves positions and counters together in one atomic write of the state file: a run either
+   counts its lines and moves the checkpoint past them, or does neither;
+5. only then prints the report and, with `--textfile`, writes the cumulative counters in the
+   Prometheus text format (temp file + rename) for node_exporter's textfile collector.
+
+Which files are read from where: with no earlier run (no `extra["cron"]`), files are read from their
+end (`--from-start`: from their start), as the daemon does at its first start. After that, a path
+(or a glob's match) the previous runs did not see is a file created since: it is read from its
+start. A run that cannot get the lock within `--lock-timeout` seconds exits 0 with one line, having
+read nothing; the lock file `S.lock` is never removed (removing it would break the lock).
+
+Counters are monotonic across runs, with the same names as /metrics. They restart from 0 only if the
+state file is lost or unreadable (Prometheus' rate() treats that as a counter reset); a change of
+histogram buckets restarts the histogram alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from logtaild.config import Config, FileConfig
+from logtaild.exporter import Snapshot, write_textfile
+from logtaild.filestream import StreamStats
+from logtaild.parallel import RangeResult, merge
+from logtaild.service import Service
+from logtaild.window import Window
+
+log = logging.getLogger("logtaild")
+
+EXTRA_KEY = "cron"
+CRON_VERSION = 1
+LOCK_POLL = 0.05
+#: StreamStats fields that are counters (carried across runs); the others are gauges of this run
+STAT_COUNTERS = ("bytes_read", "lines_cut", "reopens", "drain_timeouts", "read_errors")
+
+
+class Busy(Exception):
+    """Another run holds the state file's lock."""
+
+
+@contextmanager
+def state_lock(state_file: str, timeout: float) -> Iterator[None]:
+    """An exclusive flock on `state_file + ".lock"`, waiting up to `timeout` seconds (Busy after)."""
+    path = state_file + ".lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot open the lock file: {exc.strerror}", path) from None
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            if time.monotonic() >= deadline:
+                raise Busy(f"another logtaild run holds {path} (waited {timeout:g}s); "
+                           "skipping this run, its lines are counted by the next one")
+            time.sleep(LOCK_POLL)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# ---- the cumulative counters in the state file ----------------------------------------------------
+
+def _series_in(entry: dict[str, Any], width: int, same_bounds: bool) -> dict:
+    """Stored series -> {SlotKey: slot}; histogram parts are dropped if the buckets changed."""
+    slots = {}
+    for route, method, status, labels, values in entry.get("series", []):
+        key = (str(route), str(method), str(status), tuple((str(k), str(v)) for k, v in labels))
+        slot = [0, 0, 0.0] + [0] * (width - 3)
+        slot[0], slot[1] = int(values[0]), int(values[1])
+        if same_bounds and len(values) == width:
+            slot[2] = float(values[2])
+            slot[3:] = [int(v) for v in values[3:]]
+        slots[key] = slot
+    return slots
+
+
+def _series_out(slots: dict) -> list:
+    return [[route, method, status, [list(pair) for pair in labels], list(slot)]
+            for (route, method, status, labels), slot in slots.items()]
+
+
+class CronRun(Service):
+    """One cron pass (`--once` with a state file) with counters carried from run to run."""
+
+    def __init__(self, config: Config, *, textfile: str | None = None, out: TextIO | None = None) -> None:
+        super().__init__(config, once=True, out=out)
+        self.textfile = textfile
+        extra = self._state.extra.get(EXTRA_KEY)
+        self._previous: dict[str, Any] = {}
+        if isinstance(extra, dict) and extra.get("version") == CRON_VERSION:
+            self._previous = extra
+        elif extra is not None:
+            log.warning("state file %s: cron counters in an unknown layout; counting from 0",
+                        config.state_file)
+        self._known_paths = set(self._previous.get("files", {}))
+        self._known_patterns = set(self._previous.get("patterns", []))
+
+    def _add(self, path: str, file_config: FileConfig, from_start: bool) -> None:
+        """A path that earlier runs did not see, under a pattern they did, was created since: read it all."""
+        if self._previous and (path in self._known_paths or file_config.path in self._known_patterns):
+            from_start = True
+        super()._add(path, file_config, from_start)
+
+    def _seed(self) -> None:
+        """Load the cumulative counters into the fresh aggregators and stream stats."""
+        files = self._previous.get("files", {})
+        bounds = [round(b * 1000, 9) for b in self._bounds_s]
+        same_bounds = self._previous.get("bounds_ms") == bounds
+        if files and not same_bounds:
+            log.warning("histogram buckets changed since the last run; the histogram counters restart")
+        for path, source in self.sources.items():
+            entry = files.get(path)
+            if not isinstance(entry, dict):
+                continue
+            try:
+                slots = _series_in(entry, 3 + len(bounds) + 1, same_bounds)
+                malformed = {str(k): int(v) for k, v in entry.get("malformed", {}).items()}
+                merge(source.agg, RangeResult(slots, malformed, int(entry.get("lines", 0)), 0))
+                stats = source.stream.stats
+                saved = entry.get("stats", {})
+                for name in STAT_COUNTERS:
+                    setattr(stats, name, getattr(stats, name) + int(saved.get(name, 0)))
+                for kind, n in saved.get("rotations", {}).items():
+                    stats.rotations[kind] = stats.rotations.get(kind, 0) + int(n)
+                stats.last_read = max(stats.last_read, float(saved.get("last_read", 0.0)))
+                stats.last_rotation = max(stats.last_rotation, float(saved.get("last_rotation", 0.0)))
+            except (TypeError, ValueError, KeyError, IndexError) as exc:
+                log.warning("state file %s: counters of %s are invalid (%s); they restart from 0",
+                            self.config.state_file, path, exc)
+
+    def _dump(self, now: float) -> dict[str, Any]:
+        files = {}
+        for path, source in self.sources.items():
+            stats: StreamStats = source.stream.stats
+            files[path] = {
+                "lines": source.agg.lines,
+                "malformed": dict(source.agg.malformed),
+                "series": _series_out(source.agg.slots),
+                "stats": {**{name: getattr(stats, name) for name in STAT_COUNTERS},
+                          "rotations": dict(stats.rotations), "last_read": stats.last_read,
+                          "last_rotation": stats.last_rotation},
+            }
+        return {
+            "version": CRON_VERSION,
+            "last_run": now,
+            "runs": int(self._previous.get("runs", 0)) + 1,
+            "bounds_ms": [round(b * 1000, 9) for b in self._bounds_s],
+            "patterns": sorted({f.path for f in self.config.files}),
+            "files": files,
+            "checkpoint_writes": int(self._previous.get("checkpoint_writes", 0)) + 1,
+        }
+
+    def _run_once(self) -> int:
+        start = self.clock()
+        for source in self.sources.values():
+            source.stream.drain_grace = 0.0  # finish rotated files now: no later poll will come
+        self._seed()
+        window = Window(start, self._totals())
+        self._poll_all(None)
+        self._collect_jobs()
+        counts, pass_length = window.close(self._totals(), self.clock())
+        now = time.time()
+        last = self._previous.get("last_run")
+        since_last = now - last if isinstance(last, (int, float)) and math.isfinite(last) else 0.0
+        length = since_last if since_last > 0 else pass_length
+        self._state.extra[EXTRA_KEY] = self._dump(now)
+        self.last_tick = now
+        failures = self.checkpointer.failures if self.checkpointer else 0
+        self._checkpoint(force=True)
+        for source in self.sources.values():
+            source.stream.close()
+        if self.checkpointer is not None and self.checkpointer.failures > failures:
+            log.error("the state file was not saved: no report, no textfile; the next run counts "
+                      "these lines")
+            return 1
+        self._write_report(counts, length)
+        if self.textfile:
+            try:
+                write_textfile(self.textfile, self.snapshot)
+            except OSError as exc:
+                log.error("cannot write the textfile %s: %s", self.textfile, exc.strerror or exc)
+                return 1
+        return 0
+
+    def snapshot(self) -> Snapshot:
+        snap = super().snapshot()
+        writes = int(self._state.extra.get(EXTRA_KEY, {}).get("checkpoint_writes", snap.checkpoint_writes))
+        return dataclasses.replace(snap, checkpoint_writes=writes)

@@ -1,0 +1,76 @@
+"""How the command runs: in the foreground, detached (`--detach`), once (`--once`), or as a cron pass
+(`--once --state-file`, with `--textfile`). `cli.py` parses the flags and calls `run()`.
+
+Flag combinations that make no sense are ConfigErrors (one line, exit 2).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from logtaild.config import Config, ConfigError
+
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+
+def check_flags(options: dict[str, Any], config: Config) -> None:
+    once, detach = bool(options.get("once")), bool(options.get("detach"))
+    if options.get("textfile") and not once:
+        raise ConfigError("--textfile goes with --once (a running daemon serves /metrics instead)")
+    if options.get("textfile") and not config.state_file:
+        raise ConfigError("--textfile needs --state-file PATH (the cumulative counters are kept there)")
+    if detach and once:
+        raise ConfigError("--detach and --once do not go together")
+    if detach and not options.get("pidfile"):
+        raise ConfigError("--detach needs --pidfile PATH")
+    for name in ("pidfile", "log_file"):
+        if options.get(name) and not detach:
+            raise ConfigError(f"--{name.replace('_', '-')} goes with --detach")
+
+
+def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> int:
+    """Run the command as the flags say; returns the exit code. `load(options)` gives the config."""
+    from logtaild.service import Service  # imported here: the CLI's --help needs none of it
+
+    if options.get("detach") and options.get("config"):
+        options = {**options, "config": os.path.abspath(options["config"])}  # for SIGHUP, from cwd /
+    config = load(options)
+    check_flags(options, config)
+    if options.get("once"):
+        if not config.state_file:
+            return Service(config, once=True).run()
+        from logtaild import cron
+
+        try:
+            timeout = options.get("lock_timeout")
+            with cron.state_lock(config.state_file, DEFAULT_LOCK_TIMEOUT if timeout is None else timeout):
+                return cron.CronRun(config, textfile=options.get("textfile")).run()
+        except cron.Busy as exc:
+            print(f"logtaild: {exc}", file=sys.stderr)
+            return 0
+
+    reloader = lambda: load(options)  # noqa: E731 - SIGHUP: the config file again, the flags on top
+
+    def daemon(out: TextIO | None = None) -> int:
+        if not config.state_file:
+            return Service(config, out=out, reloader=reloader).run()
+        from logtaild import cron
+
+        try:  # a second daemon or a cron run on the same state file would count lines twice
+            with cron.state_lock(config.state_file, 0):
+                return Service(config, out=out, reloader=reloader).run()
+        except cron.Busy:
+            raise ConfigError(f"state file {config.state_file} is in use by another logtaild "
+                              f"({config.state_file}.lock is locked)") from None
+
+    if options.get("detach"):
+        from logtaild import detach
+
+        cwd = os.getcwd()
+        config = detach.absolute_paths(config, cwd)
+        reloader = lambda: detach.absolute_paths(load(options), cwd)  # noqa: E731 - the daemon's cwd is /
+        return detach.run_detached(daemon, pidfile=options["pidfile"], log_file=options.get("log_file"),
+                                   listen=config.listen)
+    return daemon()
