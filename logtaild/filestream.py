@@ -237,13 +237,33 @@ class FileStream:
                 log.info("%s: resuming at offset %d", self.path, saved.offset)
             else:
                 self.stats.rotations["truncate"] += 1
-                log.warning("%s: truncated, or replaced by a new file on the same inode, while stopped; "
-                            "reading it from the start", self.path)
+                if not self._resume_copy(saved):
+                    log.warning("%s: truncated, or replaced by a new file on the same inode, while "
+                                "stopped; reading it from the start", self.path)
             self._cur = handle
             return
         # the path now holds a file created after we stopped: finish the old one first
         self._resume_rotated(saved)
         self._cur = handle  # None while the path is missing: it will be read from its start
+
+    def _resume_copy(self, saved: Position) -> bool:
+        """copytruncate while stopped: the lines after the checkpoint are in the copy; finish it first.
+
+        The copy is a rotated sibling (another inode) that validates against the checkpoint: the same
+        first bytes and the same bytes before the offset.
+        """
+        for candidate in self._rotated_candidates():
+            copy = self._open(candidate)
+            if copy is None:
+                continue
+            if copy.identity != saved.identity and validates(copy.fd, saved):
+                copy.seek(saved.offset)
+                self._draining.append(copy)
+                log.info("%s: truncated while stopped; finishing its copy %s from offset %d, then "
+                         "reading it from the start", self.path, candidate, saved.offset)
+                return True
+            copy.close()
+        return False
 
     def _resume_rotated(self, saved: Position) -> None:
         """Find a checkpointed file under a rotated name (matched by dev/ino) and drain it."""
