@@ -7,6 +7,7 @@ share a family.
 """
 from __future__ import annotations
 
+import math
 import socket
 import ssl
 import threading
@@ -76,6 +77,10 @@ class _Families:
         if family not in self._metrics:
             self._metrics[family] = Metric(family, doc, kind)
         key = (family, sample, tuple(labels.items()))
+        try:
+            value = float(value)
+        except OverflowError:  # a hostile line's 400-digit byte count must not break every scrape
+            value = math.inf
         self._values[key] = self._values.get(key, 0.0) + value
 
     def metrics(self) -> Iterator[Metric]:
@@ -139,7 +144,8 @@ def _objectives(out: _Families, file: FileSnapshot) -> None:
     routes = {route for (route, _m, _s, _e), _slot in file.slots}
     for route in routes:
         objective = file.objectives.get(route, Objective())
-        labels = {**file.labels, "route": route, "team": objective.team}
+        # the SLO's owning team; an SLO without one keeps the file's constant `team` label, if any
+        labels = {**file.labels, "route": route, "team": objective.team or file.labels.get("team", "")}
         for name, doc, value in (
             ("logtaild_slo_latency_threshold_seconds", "Latency above which a request is slow.",
              objective.latency_threshold_s),
