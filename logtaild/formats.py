@@ -148,17 +148,19 @@ class FileOptions(Protocol):
 
 # ---- combined -----------------------------------------------------------------------------------
 
-_QUOTED = rb'"(?:[^"\\]|\\.)*"'
+_QUOTED = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'  # "...", with \" and \\ inside (the unrolled loop)
 #: `client ident user [time] "request" status bytes` then any number of quoted or bare fields
 #: (referer and user agent in "combined", nothing in "common", more in custom formats). The client
 #: part is lenient (X-Forwarded-For lists, a quoted leading field, IPv6, a user name with spaces);
 #: everything from the time on is strict, so a truncated or concatenated line does not match.
+#: Linear time on any input: the time is the first `[` (after a bracketed IPv6 client, if any), so
+#: there is one place to start from, and the fields after it are matched possessively.
 _COMBINED = re.compile(
-    rb"\S.*? \S+ \S+ \[[^\]\n]{1,64}\] "
-    rb'"(?P<request>(?:[^"\\]|\\.)*)" '
-    rb"(?P<status>\S+) (?P<bytes>\S+)"
-    rb"(?P<rest>(?: +(?:" + _QUOTED + rb'|[^\s"]+))*)'
-    rb"[ \t\r]*"
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[^\[]*?[^\s\[]) [^\s\[]+ [^\s\[]+ \[[^\]\n]{1,64}\] "
+    rb'"(?P<request>[^"\\]*+(?:\\.[^"\\]*+)*+)" '
+    rb"(?P<status>\S++) (?P<bytes>\S++)"
+    rb"(?P<rest>(?: +(?:" + _QUOTED + rb'|[^\s"]++))*+)'
+    rb"[ \t\r]*+"
 )
 #: nginx escapes `"`, `\` and bytes outside 0x20-0x7e as `\xHH`; Apache writes `\"`, `\\`, `\n`...
 _ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)", re.S)
@@ -308,7 +310,9 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
             if request is _MISSING or request is None:
                 route = NO_REQUEST
             else:
-                method, route = parse_logged_request(_text(request, "request", "request").encode())
+                request = _text(request, "request", "request")  # JSON-escaped, not nginx-escaped
+                method, route = (NO_REQUEST, NO_REQUEST) if request in ("-", "") else parse_request(
+                    request.encode())
         raw_method = _lookup(obj, k_method)
         if raw_method is not _MISSING and raw_method is not None:
             method = parse_method(_text(raw_method, "request", "method"))
