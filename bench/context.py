@@ -1,0 +1,93 @@
+"""What every phase needs: paths, the logtaild command and its environment, options, logging."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+
+
+@dataclass
+class Context:
+    out: Path
+    quick: bool = False
+    seed: int = 1
+    rev: str | None = None
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    logtaild_src: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def logs(self) -> Path:
+        path = self.out / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    @property
+    def logtaild(self) -> list[str]:
+        """The `logtaild` console script next to this interpreter (or `python -m logtaild`)."""
+        script = Path(sys.executable).parent / "logtaild"
+        return [str(script)] if script.exists() else [sys.executable, "-m", "logtaild"]
+
+    @property
+    def mtail(self) -> str | None:
+        return shutil.which("mtail") or ("/usr/bin/mtail" if os.access("/usr/bin/mtail", os.X_OK) else None)
+
+    def log(self, message: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[bench {elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    def use_rev(self, rev: str) -> None:
+        """Measure logtaild as of git revision `rev` (extracted to out/src-<sha>) instead of the
+        working tree: others may be editing logtaild/ while the bench runs."""
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dest = self.out / f"src-{sha[:12]}"
+        if not (dest / "logtaild" / "__init__.py").exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "logtaild"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        self.rev = sha
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            [str(dest), str(ROOT)] + ([self.env["PYTHONPATH"]] if self.env.get("PYTHONPATH") else []))
+
+    def describe_logtaild(self) -> dict[str, str]:
+        """Where the measured logtaild is imported from, and its version (from a child process)."""
+        code = "import json, logtaild; print(json.dumps([logtaild.__file__, logtaild.__version__]))"
+        done = subprocess.run([self.python, "-c", code], capture_output=True, text=True, env=self.env,
+                              cwd=self.out)
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot import logtaild: {done.stderr.strip()[-300:]}")
+        path, version = json.loads(done.stdout)
+        self.logtaild_src = path
+        return {"module": path, "version": version, "rev": self.rev or "working tree"}
+
+    def bench_module(self, module: str, *args: str) -> list[str]:
+        """argv running `python -m bench.<module>` (with cwd=out, PYTHONPATH must reach ROOT)."""
+        return [self.python, "-m", f"bench.{module}", *args]
+
+    @property
+    def child_env(self) -> dict[str, str]:
+        """The environment for `python -m bench.*` children: the measured logtaild first, then ROOT."""
+        env = dict(self.env)
+        parts = env.get("PYTHONPATH", "").split(os.pathsep) if env.get("PYTHONPATH") else []
+        if str(ROOT) not in parts:
+            parts.append(str(ROOT))
+        env["PYTHONPATH"] = os.pathsep.join(parts)
+        return env
