@@ -19,6 +19,8 @@ from logtaild.filestream import Position
 log = logging.getLogger("logtaild.checkpoint")
 
 STATE_VERSION = 1
+#: while writes keep failing (a full disk), log again at most this often
+FAILURE_LOG_EVERY = 60.0
 
 
 @dataclass
@@ -38,6 +40,8 @@ class Checkpointer:
         self.failures = 0
         self.last_write = 0.0
         self._last_text: str | None = None
+        self._failing_since: int | None = None  # `failures` when the current run of failures began
+        self._failure_logged = 0.0
 
     def load(self) -> State:
         try:
@@ -80,8 +84,18 @@ class Checkpointer:
             self._write(text)
         except OSError as exc:
             self.failures += 1
-            log.error("cannot write state file %s: %s", self.path, exc.strerror or exc)
+            if self._failing_since is None or now - self._failure_logged >= FAILURE_LOG_EVERY:
+                again = "" if self._failing_since is None else \
+                    f" ({self.failures - self._failing_since} failed writes so far)"
+                log.error("cannot write state file %s: %s%s", self.path, exc.strerror or exc, again)
+                self._failure_logged = now
+                if self._failing_since is None:
+                    self._failing_since = self.failures - 1
             return False
+        if self._failing_since is not None:
+            log.warning("state file %s written again after %d failed writes", self.path,
+                        self.failures - self._failing_since)
+            self._failing_since = None
         self._last_text = text
         self.writes += 1
         self.last_write = now
