@@ -277,7 +277,7 @@ h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}
 .meta{color:#555;margin:0}.stuck{color:#b00020;font-weight:bold}
 table{border-collapse:collapse;background:#fff;min-width:60%}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right;white-space:nowrap}
-th{background:#eee}td.route,td.path{text-align:left;font-family:ui-monospace,monospace;white-space:pre-wrap;
+th{background:#eee}th.l{text-align:left}td.route,td.path{text-align:left;font-family:ui-monospace,monospace;white-space:pre-wrap;
 word-break:break-all;max-width:40em}
 .badge{display:inline-block;min-width:4.5em;text-align:center;border-radius:.8em;padding:.05em .6em;
 font-weight:bold;color:#fff}
@@ -320,8 +320,9 @@ def render_html(status: dict[str, Any], nonce: str) -> str:
         f'{status["window_seconds"]:.1f}s · {tick} · refreshes every {REFRESH}s · '
         f'{time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))}</p>',
         "<h2>Routes</h2>", '<table id="routes"><thead><tr><th>state</th>'
-        + ("<th>file</th>" if several else "")
-        + "<th>route</th><th>req/s</th><th>errors (5xx)</th><th>p95</th><th>burn rate</th>"
+        + ('<th class="l">file</th>' if several else "")
+        + '<th class="l">route</th>'
+        "<th>req/s</th><th>errors (5xx)</th><th>p95</th><th>burn rate</th>"
         "<th>objective</th><th>requests</th></tr></thead><tbody>",
     ]
     for route in status["routes"]:
@@ -345,7 +346,7 @@ def render_html(status: dict[str, Any], nonce: str) -> str:
     if not status["routes"]:
         out.append(f'<tr><td colspan="{9 if several else 8}">no requests yet</td></tr>')
     out += ["</tbody></table>", "<h2>Files</h2>",
-            '<table id="files"><thead><tr><th>path</th><th>inode</th><th>offset</th><th>lag</th>'
+            '<table id="files"><thead><tr><th class="l">path</th><th>inode</th><th>offset</th><th>lag</th>'
             "<th>lines/s</th><th>lines</th><th>malformed</th><th>last rotation</th></tr></thead><tbody>"]
     for file in status["files"]:
         out.append(_row([
