@@ -217,6 +217,9 @@ def check(config: Config) -> Config:
         where = f"files[{i}]"
         if not file.path:
             raise ConfigError(f"{where}.path: must not be empty")
+        first = next(j for j, other in enumerate(config.files) if other.path == file.path)
+        if first != i:  # the second entry would be ignored: its format and labels never used
+            raise ConfigError(f"{where}.path: {file.path!r} is already files[{first}].path")
         if file.format not in FORMATS:
             raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
         if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
@@ -262,6 +265,9 @@ def _check_histogram(hist: HistogramConfig) -> None:
         _positive(gen.start, f"histogram.{name}.start")
         if not 1 <= gen.count <= 100:
             raise ConfigError(f"histogram.{name}.count: must be 1 to 100")
+        other = "width" if step == "factor" else "factor"
+        if getattr(gen, other) is not None:
+            raise ConfigError(f"histogram.{name}.{other}: not used by {name} buckets (give {step})")
         value = getattr(gen, step)
         if value is None or value <= (1 if step == "factor" else 0):
             raise ConfigError(f"histogram.{name}.{step}: required, {'> 1' if step == 'factor' else '> 0'}")
