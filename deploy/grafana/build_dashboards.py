@@ -427,8 +427,9 @@ def health() -> dict:
              [target(f"up{{{JI}}}", "{{instance}}", instant=True)],
              steps=(("red", None), ("green", 1)), w=8, h=4, text_mode="value_and_name",
              mappings=[{"type": "value", "options": {"0": {"text": "DOWN"}, "1": {"text": "UP"}}}]),
-        stat("Checkpoint age", "Seconds since the last successful checkpoint write (written every second).",
-             [target(f"time() - logtaild_checkpoint_last_write_timestamp_seconds{{{JI}}}", "{{instance}}",
+        stat("Checkpoint age", "Seconds since the last successful checkpoint write (written every second). "
+             "No data: no state file configured, or nothing written yet.",
+             [target(f"time() - (logtaild_checkpoint_last_write_timestamp_seconds{{{JI}}} > 0)", "{{instance}}",
                      instant=True)], unit="s", steps=(("green", None), ("yellow", 10), ("red", 120)),
              w=8, h=4, text_mode="value_and_name"),
         stat("Main loop tick age", "Seconds since logtaild's main loop last ticked (about every 250 ms).",
