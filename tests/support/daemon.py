@@ -59,21 +59,30 @@ class _Reader(threading.Thread):
 class Report:
     rows: list[tuple[str, str, float]] = field(default_factory=list)
     totals: dict[str, float] = field(default_factory=dict)
+    #: with several files: the rows under each `[path]` line, by path (rows has them all too)
+    groups: dict[str, list[tuple[str, str, float]]] = field(default_factory=dict)
 
 
 def parse_reports(text: str) -> list[Report]:
     reports: list[Report] = []
     for block in text.split("=" * 29)[1:]:
         report = Report()
+        group: list[tuple[str, str, float]] | None = None
         for line in block.strip("\n").split("\n"):
+            if line.startswith("[") and line.endswith("]") and "\t" not in line:
+                group = report.groups.setdefault(line[1:-1], [])
+                continue
             parts = line.split("\t")
             if len(parts) != 3:
                 break  # the next report's ctime line
             route, status, qps = parts
             if route == "TOTAL":
                 report.totals[status] = float(qps)
+                group = None
             else:
                 report.rows.append((route, status, float(qps)))
+                if group is not None:
+                    group.append((route, status, float(qps)))
         reports.append(report)
     return reports
 
