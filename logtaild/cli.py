@@ -107,6 +107,10 @@ def command(**options: Any) -> None:
             load_web_config(config.web_config)  # certificates and hashes checked too
         click.echo(yaml.safe_dump(to_dict(config), sort_keys=False), nl=False)
         return
+    if not options.get("once"):  # the web config checked before --detach forks: errors reach the terminal
+        web_config = effective_config(options).web_config
+        if web_config:
+            load_web_config(web_config)
     sys.exit(modes.run(options, effective_config))  # foreground, --detach, --once, cron (modes.py)
 
 

@@ -161,7 +161,9 @@ def test_a_bad_web_config_exits_2_with_one_line(tmp_path: Path, text: str, messa
     config.write_text(text)
     for args in (["--file", str(tmp_path / "x.log"), "--listen", f"127.0.0.1:{free_port()}",
                   "--web-config", str(config)],
-                 ["--check-config", str(_config_with(tmp_path, config))]):
+                 ["--check-config", str(_config_with(tmp_path, config))],
+                 ["--config", str(_config_with(tmp_path, config)), "--listen", f"127.0.0.1:{free_port()}",
+                  "--detach", "--pidfile", str(tmp_path / "pid"), "--log-file", str(tmp_path / "log")]):
         proc = subprocess.run([sys.executable, "-m", "logtaild", *args], capture_output=True, text=True,
                               timeout=20, cwd=ROOT)
         assert proc.returncode == 2, proc.stderr
