@@ -118,12 +118,12 @@ class Service:
         web = load_web_config(self.config.web_config) if self.config.web_config else None
         app = StatusBoard(self.snapshot, stuck_after=max(STUCK_AFTER, 4 * self.config.poll_interval)).wrap(
             make_app(registry, {"/healthz": self._healthz}))
+        self._install_signals()  # before /healthz answers: a SIGTERM right after it must stop us cleanly
         self._server = serve(protect(app, web), host, port, tls=web.context if web else None)
         self._scan(initial=True)
         log.info("serving /metrics on %s:%d%s; following %s", host or "0.0.0.0", port,
                  (" (TLS)" if web and web.context else "") + (" (basic auth)" if web and web.users else ""),
                  ", ".join(self.sources) or "nothing yet")
-        self._install_signals()
         self.lifecycle.ready()
         try:
             self._loop()
