@@ -267,3 +267,17 @@ def test_a_full_disk_fails_checkpoints_counts_them_and_keeps_going(tmp_path: Pat
         if daemon is not None:
             daemon.kill()
         subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+
+
+def test_a_second_daemon_on_the_same_state_file_exits_2(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    first = Daemon("--file", str(tmp_path / "a.log"), "--state-file", str(state)).wait_ready()
+    try:
+        second = Daemon("--file", str(tmp_path / "a.log"), "--state-file", str(state))
+        assert second.proc.wait(15) == 2
+        second.err.join(2)
+        assert second.err.lines == [f"logtaild: error: state file {state} is in use by another logtaild "
+                                    f"({state}.lock is locked)"]
+    finally:
+        code, _ = first.stop()
+    assert code == 0
