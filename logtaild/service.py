@@ -227,17 +227,19 @@ class Service:
     # ---- outputs --------------------------------------------------------------------------------
 
     def _totals(self) -> dict[WindowKey, int]:
-        grouped = len(self.sources) > 1
+        # always keyed by path, so a window's base stays valid when a glob gains a second file
+        # (keyed by "" until then, the first file's whole history would be reported again)
         totals: dict[WindowKey, int] = {}
         with self.lock:
             for source in self.sources.values():
-                group = source.path if grouped else ""
                 for (route, status), n in source.agg.counts_by_route_status().items():
-                    totals[group, route, status] = n
+                    totals[source.path, route, status] = n
         return totals
 
     def _write_report(self, counts: dict[WindowKey, int], length: float) -> None:
         log.debug("report: window %.6fs, %d requests", length, sum(counts.values()))
+        if len(self.sources) <= 1:  # one file: rows without a [path] line
+            counts = {("", route, status): n for (_path, route, status), n in counts.items()}
         text = format_report(counts, length)
         self.out.write(("\n" if self._reports else "") + text)
         self.out.flush()

@@ -246,3 +246,31 @@ files:
         str(b): [("/x", "201")],
     }
     assert re.search(r"^TOTAL\tall\t", daemon.out.text, re.M)
+
+
+def test_a_glob_gaining_its_second_file_does_not_recount_the_first_in_the_report(tmp_path: Path) -> None:
+    """With one file, report rows have no group; when a second file starts matching, the rows get
+    grouped by path from then on, and the first file's history is not counted again."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    first, second = logs / "a.log", logs / "b.log"
+    first.write_text("")
+    config = write_config(tmp_path / "c.yaml", f"interval: 0.3\nrescan_interval: 0.1\nfiles: [{{path: {logs}/*.log}}]\n")
+    daemon = Daemon("--config", str(config), "--log-level", "debug").wait_ready()
+    try:
+        appended(first, ["10.0.0.1\tGET /a\t200\t1\n"] * 40)
+        wait_for(lambda: sum(n for _l, n in daemon.windows()) == 40, 10, "a report of the first file's lines")
+        second.write_text("10.0.0.1\tGET /b\t200\t1\n" * 7)
+        wait_for(lambda: daemon.value("logtaild_lines_read_total", file=str(second)) == 7, 10, "b.log read")
+        appended(first, ["10.0.0.1\tGET /a\t200\t1\n"] * 3)
+        wait_for(lambda: daemon.value("logtaild_lines_read_total", file=str(first)) == 43, 10, "a.log read")
+        code, _seconds = daemon.stop()
+    finally:
+        daemon.kill()
+    assert code == 0
+    assert sum(n for _length, n in daemon.windows()) == 50  # every line in exactly one report
+    reports = parse_reports(daemon.out.text)
+    assert not reports[0].groups
+    grouped = [r for r in reports if r.groups]
+    assert grouped and all(set(r.groups) <= {str(first), str(second)} for r in grouped)
+    assert sum(1 for r in grouped for row in r.groups.get(str(second), []) if row[:2] == ("/b", "200")) >= 1
