@@ -255,7 +255,8 @@ def test_a_glob_gaining_its_second_file_does_not_recount_the_first_in_the_report
     logs.mkdir()
     first, second = logs / "a.log", logs / "b.log"
     first.write_text("")
-    config = write_config(tmp_path / "c.yaml", f"interval: 0.3\nrescan_interval: 0.1\nfiles: [{{path: {logs}/*.log}}]\n")
+    config = write_config(tmp_path / "c.yaml",
+                          f"interval: 0.3\nrescan_interval: 0.1\nfiles: [{{path: {logs}/*.log}}]\n")
     daemon = Daemon("--config", str(config), "--log-level", "debug").wait_ready()
     try:
         appended(first, ["10.0.0.1\tGET /a\t200\t1\n"] * 40)

@@ -204,7 +204,8 @@ ERRORS = [
     ("slo: [{latency_threshold: 1}]", "slo[0].route: required"),
     ("slo: [{route: '/'}, {route: '[', team: x}]", "slo[1].route: invalid regex: ..."),
     ("slo: [{route: /, latency_threshold: 0}]", "slo[0].latency_threshold: must be a positive number, got 0.0"),
-    ("slo: [{route: /, latency_objective: 1}]", "slo[0].latency_objective: must be between 0 and 1 (exclusive), got 1.0"),
+    ("slo: [{route: /, latency_objective: 1}]",
+     "slo[0].latency_objective: must be between 0 and 1 (exclusive), got 1.0"),
     ("slo: [{route: /, availability: 99.9}]", "slo[0].availability: must be between 0 and 1 (exclusive), got 99.9"),
     ("slo: [{route: /, owner: x}]", "slo[0].owner: unknown key (known: availability, latency_objective, ..."),
     ("slo: {route: /}", "slo: expected a list, got dict"),
@@ -212,7 +213,8 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), ERRORS, ids=[m.split(":")[0] + " " + m.split(":")[1][:30] for _t, m in ERRORS])
+@pytest.mark.parametrize(("text", "message"), ERRORS,
+                         ids=[m.split(":")[0] + " " + m.split(":")[1][:30] for _t, m in ERRORS])
 def test_errors_name_the_key_path(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(str(write(tmp_path, text + "\n")))

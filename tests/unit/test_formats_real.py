@@ -117,7 +117,8 @@ COMBINED_BAD = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "reason"), [(r, e) for _i, r, e in COMBINED_BAD], ids=[i for i, _r, _e in COMBINED_BAD])
+@pytest.mark.parametrize(("raw", "reason"), [(r, e) for _i, r, e in COMBINED_BAD],
+                         ids=[i for i, _r, _e in COMBINED_BAD])
 def test_combined_rejects(raw: bytes, reason: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_combined(raw)
@@ -264,7 +265,8 @@ JSON_OK = [
     ("float latency, integral float bytes", j(path="/", status=200, bytes=10.0, latency_ms=0.25),
      rec("/", size=10, method=NO_REQUEST, latency=0.25)),
     ("duration_ms key", j(path="/", status=200, duration_ms=7), rec("/", size=0, method=NO_REQUEST, latency=7.0)),
-    ("numeric service", j(path="/", status=200, service=42), rec("/", size=0, method=NO_REQUEST, labels=(("service", "42"),))),
+    ("numeric service", j(path="/", status=200, service=42),
+     rec("/", size=0, method=NO_REQUEST, labels=(("service", "42"),))),
     ("empty service: no label", j(path="/", status=200, service=""), rec("/", size=0, method=NO_REQUEST)),
     ("percent-encoding kept", j(path="/a%2Fb", status=200), rec("/a%2Fb", size=0, method=NO_REQUEST)),
     ("CRLF and spaces around", b' {"path": "/", "status": 200} \r', rec("/", size=0, method=NO_REQUEST)),
