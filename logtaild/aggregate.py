@@ -13,7 +13,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
-from logtaild.formats import REASONS, ParseError, parse_tsv
+from logtaild.formats import MAX_BYTES, REASONS, ParseError, parse_tsv
 from logtaild.record import AccessRecord
 from logtaild.routes import RouteLimiter
 
@@ -70,7 +70,7 @@ class Aggregator:
                     except ValueError:
                         slow.append(line)
                         continue
-                    if size >= 0 and 0.0 <= lat < _INF:
+                    if 0 <= size < MAX_BYTES and 0.0 <= lat < _INF:
                         slot[0] += 1
                         slot[1] += size
                         slot[2] += lat
@@ -84,7 +84,7 @@ class Aggregator:
                     except ValueError:
                         slow.append(line)
                         continue
-                    if size >= 0:
+                    if 0 <= size < MAX_BYTES:
                         slot[0] += 1
                         slot[1] += size
                         continue

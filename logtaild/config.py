@@ -241,6 +241,10 @@ def check(config: Config) -> Config:
         raise ConfigError(f"routes.max: must be at least 1, got {config.routes.max}")
     for i, rule in enumerate(config.routes.rules):
         _regex(rule.match, f"routes.rules[{i}].match")
+        try:  # the template is parsed even when nothing matches: a bad group reference fails here
+            re.compile(rule.match).sub(rule.replace, "")
+        except (re.error, IndexError) as exc:
+            raise ConfigError(f"routes.rules[{i}].replace: invalid replacement: {exc}") from None
     _check_histogram(config.histogram)
     for i, slo in enumerate(config.slo):
         _regex(slo.route, f"slo[{i}].route")
@@ -273,18 +277,26 @@ def _check_histogram(hist: HistogramConfig) -> None:
             raise ConfigError(f"histogram.{name}.{step}: required, {'> 1' if step == 'factor' else '> 0'}")
 
 
-def load(path: str) -> Config:
-    """Read and validate a YAML config file."""
+def read_yaml(path: str, what: str = "") -> Any:
+    """Parse a YAML file; every problem is a one-line ConfigError naming the file (and line)."""
+    name = f"{what} {path}".strip()
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
     except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
+        raise ConfigError(f"{name}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not valid UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return check(build(Config, data if data is not None else {}))
+        raise ConfigError(f"{name}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return data if data is not None else {}
+
+
+def load(path: str) -> Config:
+    """Read and validate a YAML config file."""
+    return check(build(Config, read_yaml(path)))
 
 
 def to_dict(config: Config) -> dict[str, Any]:

@@ -32,6 +32,8 @@ KNOWN_METHODS = frozenset(
     "LOCK UNLOCK PURGE".split()
 )
 _MAX_METHOD = 32
+#: sizes at or above 2**63 are garbage (and would overflow consumers of the exposition)
+MAX_BYTES = 1 << 63
 
 
 class ParseError(ValueError):
@@ -99,8 +101,8 @@ def parse_bytes(raw: bytes | str | int) -> int:
         value = int(raw)
     except (TypeError, ValueError):
         raise ParseError("bytes", f"{raw!r:.40}") from None
-    if value < 0:
-        raise ParseError("bytes", "negative")
+    if not 0 <= value < MAX_BYTES:
+        raise ParseError("bytes", "negative" if value < 0 else "too large")
     return value
 
 

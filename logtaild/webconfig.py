@@ -43,9 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bcrypt
-import yaml
 
-from logtaild.config import ConfigError
+from logtaild.config import ConfigError, read_yaml
 
 log = logging.getLogger("logtaild.web")
 
@@ -91,18 +90,8 @@ class WebConfig:
 
 def load_web_config(path: str) -> WebConfig:
     """Read, validate and prepare (certificates loaded) a web config file; ConfigError on any problem."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except OSError as exc:
-        raise ConfigError(f"web config {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"web config {path}: not valid UTF-8 (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"web config {path}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return parse_web_config(data if data is not None else {}, os.path.dirname(os.path.abspath(path)),
+    data = read_yaml(path, "web config")
+    return parse_web_config(data, os.path.dirname(os.path.abspath(path)),
                             f"web config {path}")
 
 

@@ -109,7 +109,7 @@ def test_real_logrotate_with_create(log: Path, tmp_path: Path, mode: str) -> Non
         assert list(tmp_path.glob("access.log-*.gz")), "logrotate compressed nothing"
 
 
-def test_real_logrotate_with_copytruncate_counts_every_line_that_survived(log: Path, tmp_path: Path) -> None:
+def test_real_logrotate_with_copytruncate_counts_every_surviving_line_once(log: Path, tmp_path: Path) -> None:
     conf = logrotate_config(tmp_path, log, "    copytruncate\n")
     daemon = start_daemon(log, tmp_path / "state.json")
     try:
@@ -118,12 +118,14 @@ def test_real_logrotate_with_copytruncate_counts_every_line_that_survived(log: P
         written = writer.wait()
         on_disk = count_lines([log, *tmp_path.glob("access.log.*")])
         assert rotations >= 4
-        assert finish(daemon, on_disk) == on_disk
+        total = finish(daemon, on_disk)
     finally:
         daemon.kill()
-    lost = written - on_disk
-    print(f"copytruncate: written {written}, on disk {on_disk}, destroyed by copytruncate {lost}")
-    assert 0 <= lost < written * 0.01
+    # every line that survived is counted; lines copytruncate destroyed (written after its copy,
+    # before its truncate) are counted too when we read them in time, and never twice
+    print(f"copytruncate: written {written}, on disk {on_disk}, counted {total}")
+    assert on_disk <= total <= written
+    assert written - on_disk < written * 0.01
 
 
 def test_sigterm_restart_and_rotation_while_stopped(log: Path, tmp_path: Path) -> None:
