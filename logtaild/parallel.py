@@ -28,7 +28,25 @@ class RangeResult:
     lines_cut: int
 
 
+def _close_inherited(keep: set[int]) -> None:
+    """Close what the fork inherited (the state-file lock, sockets, files) except `keep`.
+
+    A lock held through an inherited descriptor would outlive a SIGKILLed parent.
+    """
+    try:
+        inherited = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for descriptor in inherited:
+        if descriptor > 2 and descriptor not in keep:
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
+
+
 def _count(agg: Aggregator, fd: int, start: int, end: int, max_line: int, send: Connection) -> None:
+    _close_inherited({fd, send.fileno()})
     cut = 0
     for lines, dropped in read_range(fd, start, end, max_line):
         cut += dropped
