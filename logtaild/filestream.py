@@ -243,7 +243,9 @@ class FileStream:
             self._cur = handle
             return
         # the path now holds a file created after we stopped: finish the old one first
-        self._resume_rotated(saved)
+        found = self._resume_rotated(saved)
+        if found is not None:
+            self._resume_newer(found, handle)
         self._cur = handle  # None while the path is missing: it will be read from its start
 
     def _resume_copy(self, saved: Position) -> bool:
@@ -265,7 +267,35 @@ class FileStream:
             copy.close()
         return False
 
-    def _resume_rotated(self, saved: Position) -> None:
+    def _resume_newer(self, found: _Handle, current: _Handle | None) -> None:
+        """Rotated more than once while stopped: read whole the files rotated after the checkpointed one.
+
+        They were created after we stopped (their last write is later than the checkpointed file's),
+        so none of their lines has been counted. Compressed files are not read.
+        """
+        since = os.fstat(found.fd).st_mtime_ns
+        known = {found.identity, *(h.identity for h in self._draining)}
+        if current is not None:
+            known.add(current.identity)
+        newer: list[tuple[int, str]] = []
+        for candidate in self._rotated_candidates():
+            try:
+                st = os.stat(candidate)
+            except OSError:
+                continue
+            if st.st_mtime_ns > since and FileIdentity.of(st) not in known:
+                newer.append((st.st_mtime_ns, candidate))
+        for _mtime, candidate in sorted(newer):
+            handle = self._open(candidate)
+            if handle is None or handle.identity in known:
+                continue
+            known.add(handle.identity)
+            self._draining.append(handle)
+            self.stats.rotations["rename"] += 1
+            log.info("%s: also reading %s, rotated after the checkpointed file while stopped",
+                     self.path, candidate)
+
+    def _resume_rotated(self, saved: Position) -> _Handle | None:
         """Find a checkpointed file under a rotated name (matched by dev/ino) and drain it."""
         for candidate in self._rotated_candidates():
             try:
@@ -281,11 +311,12 @@ class FileStream:
                 self.stats.rotations["rename"] += 1
                 log.info("%s: finishing %s (rotated while stopped) from offset %d",
                          self.path, candidate, saved.offset)
-                return
+                return handle
             if handle is not None:
                 handle.close()
         log.warning("%s: the checkpointed file (inode %d) is gone; lines written to it after the "
                     "checkpoint cannot be counted", self.path, saved.ino)
+        return None
 
     def _rotated_candidates(self) -> list[str]:
         """PATH.1, PATH.<digits>, PATH-<date>...: uncompressed siblings whose name extends the path's."""

@@ -270,9 +270,13 @@ def test_rotated_twice_while_stopped_finds_the_old_file_by_inode(log: Path, cloc
     os.rename(str(log) + ".1", str(log) + ".2")
     os.rename(log, str(log) + ".1")
     log.write_bytes(b"d\n")
-    # access.log.1 (c) was created after the checkpoint and is not followed: DESIGN reads the new
-    # file at the path from its start and finishes only the checkpointed one
-    assert sorted(lines(make(log, clock, resume=saved))) == [b"b", b"d"]
+    (log.parent / "access.log.3").write_bytes(b"older\n")  # rotated before the checkpointed file
+    os.utime(str(log) + ".3", ns=(1, 1_000_000_000))
+    os.utime(str(log) + ".2", ns=(1, 2_000_000_000))
+    os.utime(str(log) + ".1", ns=(1, 3_000_000_000))  # created (and rotated) after we stopped
+    # the checkpointed file (now .2) is finished from the checkpoint, the file rotated after it (.1)
+    # is read whole, the new file at the path from its start; the older .3 is not read again
+    assert sorted(lines(make(log, clock, resume=saved))) == [b"b", b"c", b"d"]
 
 
 def test_checkpointed_file_gone_reads_the_path_from_its_start(log: Path, clock: Clock, caplog) -> None:
