@@ -25,10 +25,10 @@ Examples:
   logtaild --file access.log --from-start --once          # one report over the whole file
   logtaild --config /etc/logtaild/config.yaml --state-file /var/lib/logtaild/state.json
   logtaild --check-config /etc/logtaild/config.yaml
-  logtaild --file access.log --once --state-file /var/lib/logtaild/cron.json \
-           --textfile /var/lib/node_exporter/textfile/logtaild.prom   # from cron, every minute
-  logtaild --config /etc/logtaild/config.yaml --detach --pidfile /run/logtaild.pid \
-           --log-file /var/log/logtaild.log                     # without systemd
+  # from cron, every minute, with counters for node_exporter's textfile collector:
+  logtaild --file access.log --once --state-file /var/lib/logtaild/cron.json --textfile /var/lib/node_exporter/textfile/logtaild.prom
+  # without systemd:
+  logtaild --config /etc/logtaild/config.yaml --detach --pidfile /run/logtaild.pid --log-file /var/log/logtaild.log
 
 Reports go to stdout, logs to stderr; /metrics is served on port 10181 of every interface unless
 --listen says otherwise.
