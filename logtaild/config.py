@@ -183,8 +183,11 @@ def build(cls: type, data: Any, where: str = "") -> Any:
     return cls(**kwargs)
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else str(key)
+def _join(where: str, key: object) -> str:
+    text = str(key)
+    if not text.isprintable():  # a key with a newline would make the one-line error two lines
+        text = repr(text)
+    return f"{where}.{text}" if where else text
 
 
 # ---- checks beyond types --------------------------------------------------------------------------

@@ -18,7 +18,9 @@ def _escape_table() -> dict[int, str]:
     table = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
     table[ord("\\")] = "\\\\"
     # line/paragraph separators and bidirectional overrides can forge or reorder terminal text
-    for code in [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F]:
+    # zero-width and BOM characters make two different routes look identical
+    for code in [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
+                 0x200B, 0x200C, 0x200D, 0xFEFF, 0x061C, 0x00AD]:
         table[code] = f"\\u{code:04x}"
     return table
 

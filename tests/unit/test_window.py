@@ -153,3 +153,19 @@ def test_window_without_base_counts_everything() -> None:
     counts, length = Window(0.0).close({("", "/", "200"): 4}, 2.0)
     assert counts == {("", "/", "200"): 4} and length == 2.0
     assert format_report(counts, length, WALL).splitlines()[2:] == ["/\t200\t2", "TOTAL\t200\t2", "TOTAL\tall\t2"]
+
+
+def test_invisible_characters_are_shown() -> None:
+    from logtaild.window import escape
+    assert escape("/a\u200bb\ufeff\u00ad") == "/a\\u200bb\\ufeff\\u00ad"
+
+
+def test_a_config_key_with_a_newline_gives_a_one_line_error(tmp_path) -> None:
+    import pytest as _pytest
+
+    from logtaild.config import ConfigError, load
+    path = tmp_path / "c.yaml"
+    path.write_text('"bad\\nkey": 1\n')
+    with _pytest.raises(ConfigError) as err:
+        load(str(path))
+    assert "\n" not in str(err.value) and "'bad\\nkey': unknown key" in str(err.value)
