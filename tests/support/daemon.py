@@ -26,8 +26,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
-    """Poll `condition` until it returns something truthy; fail with `what` after `timeout`."""
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition",
+             interval: float = 0.05) -> object:
+    """Poll `condition` every `interval` until it returns something truthy; fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -35,7 +36,7 @@ def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str =
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 class _Reader(threading.Thread):

@@ -306,12 +306,5 @@ def samples(result: list[dict]) -> dict[tuple, dict[float, float]]:
 
 
 def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
-    """Like daemon.wait_for, with a slower poll (these conditions are HTTP queries)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """daemon.wait_for with a slower poll (these conditions are HTTP queries)."""
+    return wait_for(condition, timeout, what, interval)
