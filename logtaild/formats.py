@@ -77,12 +77,31 @@ def route_of(target: str) -> str:
     return target or "/"
 
 
-def parse_request(raw: bytes) -> tuple[str, str]:
-    """`METHOD target [protocol]` -> (method label, route)."""
-    parts = decode(raw).split(" ")
+def path_part(target: bytes) -> bytes:
+    """A request target without its query string and fragment."""
+    for cut in (b"?", b"#"):
+        end = target.find(cut)
+        if end >= 0:
+            target = target[:end]
+    return target
+
+
+def split_request(raw: bytes) -> tuple[bytes, bytes]:
+    """`METHOD target [protocol]` -> (method, target without query and fragment), as bytes."""
+    parts = raw.split(b" ")
     if len(parts) not in (2, 3) or not parts[1]:
         raise ParseError("request", f"{len(parts)} words")
-    return parse_method(parts[0]), route_of(parts[1])
+    return parts[0], path_part(parts[1])
+
+
+def parse_request(raw: bytes) -> tuple[str, str]:
+    """`METHOD target [protocol]` -> (method label, route).
+
+    Only the method and the path are decoded (strict UTF-8): the query string, the fragment and
+    the protocol are not part of any label, so their bytes are not judged.
+    """
+    method, path = split_request(raw)
+    return parse_method(decode(method)), route_of(decode(path))
 
 
 def parse_status(raw: bytes | str | int) -> str:

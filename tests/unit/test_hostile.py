@@ -266,7 +266,7 @@ def test_a_partial_line_at_eof_forever_is_held_in_bounded_memory(tmp_path: Path)
 # ---- the report ---------------------------------------------------------------------------------------------
 
 CONTROL = {*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A),
-           0x200E, 0x200F}
+           0x200E, 0x200F, 0x200B, 0x200C, 0x200D, 0xFEFF, 0x061C, 0x00AD}
 
 
 @SETTINGS
