@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rev", metavar="REV",
                    help="measure logtaild as committed at git REV (e.g. HEAD), not the working tree")
     p.add_argument("--out", type=Path, default=BENCH / "out", help="output directory (default bench/out)")
+    p.add_argument("--table", type=Path, metavar="RESULTS_JSON",
+                   help="only print the table of an earlier run's results.json (and its markdown)")
     p.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
                    help="first wait up to SECONDS for the 1-minute load average to drop below 1")
     return p
@@ -98,6 +100,14 @@ def command_line(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = resolve(build_parser().parse_args(argv))
+    if args.table:
+        earlier = json.loads(args.table.read_text())
+        table_rows = report.rows(earlier)
+        print(report.table(table_rows))
+        print(f"\n{earlier['command']}  ({earlier['seconds']:.0f}s; load {earlier['machine']['loadavg_start'][0]:.2f}"
+              f" -> {earlier['loadavg_end'][0]:.2f}; logtaild {earlier['logtaild']['rev']})\n")
+        print(report.table(table_rows, markdown=True))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     ctx = Context(args.out.resolve(), quick=args.quick, seed=args.seed)
     if args.rev:
@@ -141,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return main_log, expected
 
     results["phase_seconds"] = {}
+    results["phase_loadavg"] = {}
     for phase in args.phases:
         phase_start = time.monotonic()
+        results["phase_loadavg"][phase] = loadavg()[0]
         try:
             if phase == "check":
                 path, exp = need_log()

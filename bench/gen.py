@@ -221,15 +221,16 @@ def cached(data_dir: Path, lines: int, seed: int = 1) -> tuple[Path, Expected, b
 
 # ---- special files ------------------------------------------------------------------------------
 
-def series_file(path: Path, combos: int, repeat: int = 3) -> int:
+def series_file(path: Path, combos: int, repeat: int = 3, latency: bool = True) -> int:
     """A log with `combos` distinct (route, status) pairs (combos/5 routes x 5 statuses, GET, with
-    latency), each `repeat` times; returns the line count."""
+    or without latency), each `repeat` times; returns the line count."""
     statuses = ("200", "301", "404", "500", "503")
     routes = max(1, combos // len(statuses))
     rows = []
     for r in range(routes):
+        lat = f"\t{(r % 400) * 2.5 + 0.125:.3f}" if latency else ""
         for s in statuses:
-            rows.append(f"10.1.2.3\tGET /svc/r{r}\t{s}\t{100 + r % 900}\t{(r % 400) * 2.5 + 0.125:.3f}\n")
+            rows.append(f"10.1.2.3\tGET /svc/r{r}\t{s}\t{100 + r % 900}{lat}\n")
     text = "".join(rows) * repeat
     path.write_text(text, encoding="ascii")
     return len(rows) * repeat

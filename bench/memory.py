@@ -59,12 +59,16 @@ def _samples(body: bytes) -> tuple[int, int]:
 
 
 def scrape(ctx: Context, combos: list[int], scrapes: int) -> dict[str, Any]:
-    """Scrape time and RSS with N distinct (route, status) series, for N in `combos`."""
+    """Scrape time and RSS with N distinct (route, status) series, for N in `combos`, lines with a
+    latency (so each route also has a histogram); and the largest N again without latency, to show
+    what the histograms cost. Keys: "N" and "N-nolatency"."""
     out: dict[str, Any] = {}
-    for n in combos:
-        path = ctx.data / f"series-{n}.tsv"
-        lines = gen.series_file(path, n)
-        daemon = load(ctx, f"scrape-{n}", path, lines, routes_max=20000)
+    variants = [(n, True) for n in combos] + ([(max(combos), False)] if combos else [])
+    for n, latency in variants:
+        key = str(n) if latency else f"{n}-nolatency"
+        path = ctx.data / f"series-{key}.tsv"
+        lines = gen.series_file(path, n, latency=latency)
+        daemon = load(ctx, f"scrape-{key}", path, lines, routes_max=20000)
         try:
             times = []
             body = b""
@@ -77,12 +81,13 @@ def scrape(ctx: Context, combos: list[int], scrapes: int) -> dict[str, Any]:
                    "median_ms": round(1000 * statistics.median(times), 1),
                    "p90_ms": round(1000 * sorted(times)[int(0.9 * (len(times) - 1))], 1),
                    "rss_mb": round(status_kb(daemon.pid) / 1024, 1),
-                   "hwm_mb": round(status_kb(daemon.pid, "VmHWM") / 1024, 1), "scrapes": scrapes}
+                   "hwm_mb": round(status_kb(daemon.pid, "VmHWM") / 1024, 1), "scrapes": scrapes,
+                   "latency": latency}
         finally:
             daemon.stop()
-        out[str(n)] = row
-        ctx.log(f"scrape {n:>6} series: {row['median_ms']} ms median ({samples} samples, "
-                f"{len(body) / 1e6:.1f} MB), rss {row['rss_mb']} MB")
+        out[key] = row
+        ctx.log(f"scrape {n:>6} series{'' if latency else ' (no latency)'}: {row['median_ms']} ms median "
+                f"({samples} samples, {len(body) / 1e6:.1f} MB), rss {row['rss_mb']} MB")
     return out
 
 

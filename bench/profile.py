@@ -57,11 +57,11 @@ def summarize_raw(text: str, top: int = 15) -> tuple[str, dict[str, Any]]:
         leaf_func, leaf_line = names[-1]
         by_func[leaf_func] += n
         by_line[leaf_line] += n
-        for func in {f for f, _l in names}:
+        for func in {f for f, _l in names if "(logtaild/" in f}:  # logtaild's own functions only
             total[func] += n
     out = io.StringIO()
     for title, counter in (("self, by function", by_func), ("self, by line", by_line),
-                           ("total (on the stack), by function", total)):
+                           ("total (on the stack), by logtaild function", total)):
         out.write(f"\n{title} ({samples} samples)\n")
         for name, n in counter.most_common(top):
             out.write(f"  {100 * n / max(samples, 1):5.1f}%  {name}\n")
@@ -80,12 +80,12 @@ def run(ctx: Context, path: Path, lines: int) -> dict[str, Any]:
         raw = ctx.out / "pyspy.raw"
         ctx.log("profile: py-spy record over logtaild --once")
         with open(ctx.logs / "pyspy.stderr", "wb") as err:
-            timed = run_timed([spy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--", *ctx.logtaild,
+            timed = run_timed([spy, "record", "-s", "-r", "250", "-f", "raw", "-o", str(raw), "--", *ctx.logtaild,
                                "--file", str(path), "--from-start", "--once", "--log-level", "warning"],
                               stderr=err, env=ctx.env)
         if timed.code == 0 and raw.exists():
             tables, summary = summarize_raw(raw.read_text())
-            text.write(f"== py-spy (250 Hz sampling) of `logtaild --file {path.name} --from-start --once`, "
+            text.write(f"== py-spy (250 Hz sampling, parent and forked worker together) of `logtaild --file {path.name} --from-start --once`, "
                        f"{lines:,} lines, {timed.wall:.1f}s wall under py-spy\n{tables}\n")
             result["py_spy"] = {**summary, "wall": round(timed.wall, 2)}
         else:

@@ -6,7 +6,9 @@ one core) and RSS (VmRSS, sampled every second); nothing scrapes either daemon d
 Then, with the writer still running, `markers` marker lines with a unique route are appended one at
 a time (a single O_APPEND write each, at a random 50-250 ms gap so they do not lock onto the 250 ms
 poll tick), and both /metrics are polled every 10 ms until the marker's series appears: the
-append-to-visible delay, including the scrape that shows it. The writer is then stopped and the bench
+append-to-visible delay, including the scrape that shows it. A marker not seen within 5 s counts as
+a timeout; after 3 timeouts in a row a follower is taken to have fallen behind the writer and its
+remaining markers count as timeouts too (p99 is then reported as "-"). The writer is then stopped and the bench
 waits until both daemons have counted exactly every line written (the simulator's own count plus
 the markers). Last, with no writer and no scrapes, an idle window measures CPU again.
 
@@ -29,6 +31,7 @@ from bench.procs import Daemon, cpu_seconds, free_port, status_kb, wait_for
 WARMUP = 2.0
 POLL_EVERY = 0.010
 MARKER_TIMEOUT = 5.0
+GIVE_UP = 3
 CATCH_UP_TIMEOUT = 180.0
 
 
@@ -74,6 +77,7 @@ def _markers(followers: dict[str, tuple[Daemon, bytes]], path: Path, count: int,
              rng: random.Random) -> dict[str, list[float | None]]:
     """Append `count` marker lines; per follower, seconds until each one shows in /metrics."""
     delays: dict[str, list[float | None]] = {name: [] for name in followers}
+    missed: dict[str, int] = {name: 0 for name in followers}  # consecutive timeouts
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         for i in range(count):
@@ -83,7 +87,12 @@ def _markers(followers: dict[str, tuple[Daemon, bytes]], path: Path, count: int,
             line = f"127.0.0.1\tGET {route}\t200\t1\t1.000\n".encode()
             appended = time.perf_counter()
             os.write(fd, line)
-            pending = dict(followers)
+            # a follower that missed GIVE_UP markers in a row has fallen behind the writer: its
+            # remaining markers count as not seen, without waiting MARKER_TIMEOUT for each
+            for name in followers:
+                if missed[name] >= GIVE_UP:
+                    delays[name].append(None)
+            pending = {name: f for name, f in followers.items() if missed[name] < GIVE_UP}
             deadline = appended + MARKER_TIMEOUT
             while pending:
                 tick = time.perf_counter()
@@ -94,10 +103,12 @@ def _markers(followers: dict[str, tuple[Daemon, bytes]], path: Path, count: int,
                         continue
                     if needle in body:
                         delays[name].append(time.perf_counter() - appended)
+                        missed[name] = 0
                         del pending[name]
                 if time.perf_counter() > deadline:
                     for name in pending:
                         delays[name].append(None)
+                        missed[name] += 1
                     break
                 time.sleep(max(0.0, POLL_EVERY - (time.perf_counter() - tick)))
     finally:
@@ -111,8 +122,9 @@ def _delay_stats(values: list[float | None]) -> dict[str, Any]:
     if not seen:
         return {"n": len(values), "timeouts": timeouts, "p50_ms": None, "p99_ms": None}
     full = seen + [math.inf] * timeouts
-    p99 = percentile(full, 0.99)
-    return {"n": len(values), "timeouts": timeouts, "p50_ms": round(1000 * percentile(full, 0.50), 1),
+    p50, p99 = percentile(full, 0.50), percentile(full, 0.99)
+    return {"n": len(values), "timeouts": timeouts,
+            "p50_ms": round(1000 * p50, 1) if math.isfinite(p50) else None,
             "p99_ms": round(1000 * p99, 1) if math.isfinite(p99) else None,
             "max_ms": round(1000 * max(seen), 1), "mean_ms": round(1000 * statistics.mean(seen), 1)}
 
