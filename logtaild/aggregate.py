@@ -13,7 +13,10 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
-from logtaild.formats import MAX_BYTES, REASONS, ParseError, parse_tsv
+from logtaild.formats import (
+    MAX_BYTES, REASONS, ParseError, parse_bytes, parse_latency_ms, parse_request, parse_status,
+    parse_tsv, split_request,
+)
 from logtaild.record import AccessRecord
 from logtaild.routes import RouteLimiter
 
@@ -43,15 +46,19 @@ class Aggregator:
         self.parser = parser
         self._fast = parser is parse_tsv
         self._cache: dict[tuple[bytes, bytes], Slot] = {}
+        self._routes: dict[tuple[bytes, bytes], tuple[str, str]] = {}  # (method, path) -> labels
         self._cache_max = cache_max
         self._slot_width = BUCKETS + len(self.bounds_ms) + 1
 
     def feed(self, lines: list[bytes]) -> None:
         """Count a batch of complete lines (without their newlines)."""
         self.lines += len(lines)
-        slow = self._feed_tsv(lines) if self._fast else lines
-        for line in slow:
-            self._feed_one(line)
+        if self._fast:
+            for line in self._feed_tsv(lines):
+                self._feed_tsv_miss(line)
+        else:
+            for line in lines:
+                self._feed_one(line)
 
     def _feed_tsv(self, lines: list[bytes]) -> list[bytes]:
         """The TSV fast path; returns the lines it could not count (cache misses, odd values)."""
@@ -91,21 +98,56 @@ class Aggregator:
             slow.append(line)
         return slow
 
+    def _feed_tsv_miss(self, line: bytes) -> None:
+        """A TSV line the cache could not place: resolve its (request, status), check its numbers.
+
+        The checks run in parse_tsv's order, so a malformed line gets the same reason either way.
+        Raw requests that differ only in their query string share the route cache entry.
+        """
+        fields = line.split(b"\t")
+        try:
+            if len(fields) not in (4, 5):
+                raise ParseError("fields", f"{len(fields)} fields")
+            method, route, status = self._resolve(fields[1], fields[2])
+            size = parse_bytes(fields[3])
+            latency = parse_latency_ms(fields[4]) if len(fields) == 5 else None
+        except ParseError as exc:
+            self._malformed(exc.reason, line)
+            return
+        slot = self.slot_for_admitted(self.limiter.admit_normalized(route), method, status)
+        if len(self._cache) >= self._cache_max:
+            self._cache.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
+        self._cache[fields[1], fields[2]] = slot
+        slot[COUNT] += 1
+        slot[BYTES] += size
+        if latency is not None:
+            slot[LAT_SUM] += latency
+            slot[BUCKETS + bisect_left(self.bounds_ms, latency)] += 1
+
+    def _resolve(self, request: bytes, status: bytes) -> tuple[str, str, str]:
+        """(method, normalized route, status) of raw fields; ParseError when either is invalid."""
+        key = split_request(request)
+        known = self._routes.get(key)
+        if known is None:
+            method, route = parse_request(request)
+            known = (method, self.limiter.normalize(route))
+            if len(self._routes) >= self._cache_max:
+                self._routes.clear()
+            self._routes[key] = known
+        return known[0], known[1], parse_status(status)
+
+    def _malformed(self, reason: str, line: bytes) -> None:
+        self.malformed[reason] += 1
+        self.last_malformed = line[:200]
+
     def _feed_one(self, line: bytes) -> None:
-        """The general path: parse, count malformed lines by reason, fill the TSV cache."""
+        """The general path (formats other than TSV): parse, count malformed lines by reason."""
         try:
             record = self.parser(line)
         except ParseError as exc:
-            self.malformed[exc.reason] += 1
-            self.last_malformed = line[:200]
+            self._malformed(exc.reason, line)
             return
-        slot = self.slot_for(record.route, record.method, record.status, record.labels)
-        if self._fast:
-            fields = line.split(b"\t")
-            if len(self._cache) >= self._cache_max:
-                self._cache.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
-            self._cache[fields[1], fields[2]] = slot
-        self.add(slot, record)
+        self.add(self.slot_for(record.route, record.method, record.status, record.labels), record)
 
     def add(self, slot: Slot, record: AccessRecord) -> None:
         """Count one record into its slot."""
