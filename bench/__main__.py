@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     results["table"] = [list(r) for r in rows]
     out_json = ctx.out / "results.json"
     out_json.write_text(json.dumps(results, indent=1))
+    # every run also keeps its own copy: a later partial run (--only ...) must not lose a full one
+    runs = ctx.out / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / f"results-{time.strftime('%Y%m%d-%H%M%S')}-{'+'.join(args.phases)}.json").write_text(
+        json.dumps(results, indent=1))
     (ctx.out / "results.md").write_text(report.table(rows, markdown=True) + "\n")
     print(report.table(rows))
     print(f"\n{results['command']}  ({results['seconds']:.0f}s; load {results['machine']['loadavg_start'][0]:.2f}"

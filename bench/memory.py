@@ -122,8 +122,8 @@ def distinct_routes(ctx: Context, counts: list[int], min_lines: int) -> dict[str
 def big(ctx: Context, base: Path, base_lines: int, gigabytes: float) -> dict[str, Any]:
     """`logtaild --once` over a file of `gigabytes` (the base log repeated): peak RSS of the largest
     process (GNU time), and the memory of logtaild plus any catch-up worker (PSS, so pages a forked
-    worker shares with its parent count once) sampled every second against the bytes they have read,
-    to show it stays flat as the file grows."""
+    worker shares with its parent count once) sampled every second, to show it stays flat as the
+    run goes through the file."""
     ctx.log(f"big file: preparing {gigabytes} GB")
     start = time.perf_counter()
     path, copies = gen.big_file(ctx.data, base, gigabytes)
@@ -134,6 +134,8 @@ def big(ctx: Context, base: Path, base_lines: int, gigabytes: float) -> dict[str
 
     def sample(pid: int) -> None:
         pids = [pid, *children(pid)]
+        if not any(status_kb(p) for p in pids):
+            return  # not started yet
         samples.append((round(time.perf_counter() - t0, 2), sum(read_chars(p) for p in pids),
                         sum(pss_kb(p) for p in pids)))
 
@@ -142,18 +144,19 @@ def big(ctx: Context, base: Path, base_lines: int, gigabytes: float) -> dict[str
         timed = run_timed([*ctx.logtaild, "--file", str(path), "--from-start", "--once", "--log-level",
                            "warning"], stderr=err, env=ctx.env, sampler=sample, sample_every=1.0)
     lines = base_lines * copies
-    # RSS at each tenth of the file read
+    # memory at each tenth of the run's duration (bytes read are no progress measure once the forked
+    # worker has exited and taken its rchar with it)
     marks = []
     for tenth in range(1, 11):
-        at = next((s for s in samples if s[1] >= size * tenth / 10), None)
+        at = next((x for x in samples if x[0] >= timed.wall * tenth / 10 - 1.0), None)
         if at is not None:
             marks.append({"fraction": tenth / 10, "pss_mb": round(at[2] / 1024, 1), "t": at[0]})
     row = {"file": str(path), "bytes": size, "lines": lines, "copies": copies,
            "prepare_s": round(prepared, 1), **timed.to_json(),
            "lines_per_s": round(lines / timed.wall), "maxrss_mb": round(timed.maxrss_kb / 1024, 1),
            "sampled_peak_pss_mb": round(max((s[2] for s in samples), default=0) / 1024, 1),
-           "pss_by_fraction": marks}
+           "pss_by_fraction": marks, "samples": [[t, round(kb / 1024, 1)] for t, _r, kb in samples]}
     ctx.log(f"big file: {timed.wall:.1f}s, {row['lines_per_s']:,} lines/s, peak rss {row['maxrss_mb']} MB "
             f"(largest process), {row['sampled_peak_pss_mb']} MB (sampled PSS, all processes), exit {timed.code}; "
-            "PSS by tenth read: " + " ".join(f"{m['pss_mb']:.0f}" for m in marks))
+            "PSS at each tenth of the run: " + " ".join(f"{m['pss_mb']:.0f}" for m in marks))
     return row
