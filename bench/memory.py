@@ -134,10 +134,9 @@ def big(ctx: Context, base: Path, base_lines: int, gigabytes: float) -> dict[str
 
     def sample(pid: int) -> None:
         pids = [pid, *children(pid)]
-        if not any(status_kb(p) for p in pids):
-            return  # not started yet
-        samples.append((round(time.perf_counter() - t0, 2), sum(read_chars(p) for p in pids),
-                        sum(pss_kb(p) for p in pids)))
+        pss = sum(pss_kb(p) for p in pids)
+        if pss:  # 0 before the exec (or once gone)
+            samples.append((round(time.perf_counter() - t0, 2), sum(read_chars(p) for p in pids), pss))
 
     ctx.log(f"big file: {size / 1e9:.2f} GB ({copies} copies of {base.name}), logtaild --once")
     with open(ctx.logs / "big-logtaild.stderr", "wb") as err:
