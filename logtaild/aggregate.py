@@ -35,7 +35,7 @@ class Aggregator:
         limiter: RouteLimiter,
         bounds_ms: Sequence[float],
         parser: Callable[[bytes], AccessRecord] = parse_tsv,
-        cache_max: int = 65536,
+        cache_max: int = 32768,
     ) -> None:
         self.limiter = limiter
         self.bounds_ms = list(bounds_ms)
