@@ -51,6 +51,21 @@ def thresholds(*steps) -> dict:
     return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in steps]}
 
 
+def panel(kind, title, description, tgts, defaults, options, w, h, overrides=(), **extra) -> dict:
+    """The fields every panel has; `extra` adds kind-specific ones (transformations...)."""
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": tgts,
+        "fieldConfig": {"defaults": defaults, "overrides": list(overrides)},
+        "options": options,
+        **extra,
+        "_size": (w, h),
+    }
+
+
 def timeseries(title, description, tgts, unit="short", w=12, h=8, stack=False, bars=False,
                threshold_steps=None, min_=None, max_=None):
     custom = {
@@ -69,20 +84,11 @@ def timeseries(title, description, tgts, unit="short", w=12, h=8, stack=False, b
         defaults["min"] = min_
     if max_ is not None:
         defaults["max"] = max_
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": tgts,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
-                       "calcs": ["lastNotNull", "max"]},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        },
-        "_size": (w, h),
-    }
+    return panel("timeseries", title, description, tgts, defaults, {
+        "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
+                   "calcs": ["lastNotNull", "max"]},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }, w, h)
 
 
 def stat(title, description, tgts, unit="short", steps=(("green", None),), w=6, h=4, mappings=None,
@@ -91,93 +97,56 @@ def stat(title, description, tgts, unit="short", steps=(("green", None),), w=6, 
                 "mappings": mappings or []}
     if decimals is not None:
         defaults["decimals"] = decimals
-    return {
-        "type": "stat",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": tgts,
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "background",
-            "graphMode": "none",
-            "justifyMode": "auto",
-            "orientation": "auto",
-            "textMode": text_mode,
-            "wideLayout": True,
-        },
-        "_size": (w, h),
-    }
+    return panel("stat", title, description, tgts, defaults, {
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "colorMode": "background",
+        "graphMode": "none",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "textMode": text_mode,
+        "wideLayout": True,
+    }, w, h)
 
 
 def heatmap(title, description, tgt, w=12, h=8):
-    return {
-        "type": "heatmap",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": [tgt],
-        "fieldConfig": {"defaults": {"custom": {"scaleDistribution": {"type": "linear"}}}, "overrides": []},
-        "options": {
-            "calculate": False,
-            "cellGap": 1,
-            "yAxis": {"axisPlacement": "left", "unit": "s"},
-            "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "steps": 64,
-                      "fill": "dark-orange", "scale": "exponential", "reverse": False},
-            "rowsFrame": {"layout": "auto"},
-            "filterValues": {"le": 1e-9},
-            "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
-            "legend": {"show": True},
-        },
-        "_size": (w, h),
-    }
+    return panel("heatmap", title, description, [tgt], {"custom": {"scaleDistribution": {"type": "linear"}}}, {
+        "calculate": False,
+        "cellGap": 1,
+        "yAxis": {"axisPlacement": "left", "unit": "s"},
+        "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "steps": 64,
+                  "fill": "dark-orange", "scale": "exponential", "reverse": False},
+        "rowsFrame": {"layout": "auto"},
+        "filterValues": {"le": 1e-9},
+        "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
+        "legend": {"show": True},
+    }, w, h)
 
 
 def bargauge(title, description, tgt, unit, w=12, h=8):
-    return {
-        "type": "bargauge",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": [tgt],
-        "fieldConfig": {"defaults": {"unit": unit, "thresholds": thresholds(("blue", None)),
-                                     "color": {"mode": "thresholds"}}, "overrides": []},
-        "options": {
-            "orientation": "horizontal",
-            "displayMode": "basic",
-            "showUnfilled": True,
-            "valueMode": "color",
-            "namePlacement": "auto",
-            "sizing": "auto",
-            "minVizHeight": 16,
-            "minVizWidth": 8,
-            "maxVizHeight": 300,
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        },
-        "_size": (w, h),
-    }
+    return panel("bargauge", title, description, [tgt], {"unit": unit, "thresholds": thresholds(("blue", None)),
+                                     "color": {"mode": "thresholds"}}, {
+        "orientation": "horizontal",
+        "displayMode": "basic",
+        "showUnfilled": True,
+        "valueMode": "color",
+        "namePlacement": "auto",
+        "sizing": "auto",
+        "minVizHeight": 16,
+        "minVizWidth": 8,
+        "maxVizHeight": 300,
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+    }, w, h)
 
 
 def table(title, description, tgts, renames: dict[str, str], units: dict[str, str], w=12, h=8,
           hide=("Time",)):
     overrides = [{"matcher": {"id": "byName", "options": name},
                   "properties": [{"id": "unit", "value": unit}]} for name, unit in units.items()]
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": tgts,
-        "fieldConfig": {"defaults": {"custom": {"align": "auto"}}, "overrides": overrides},
-        "options": {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}},
-        "transformations": [
-            {"id": "merge", "options": {}},
-            {"id": "organize", "options": {"excludeByName": {name: True for name in hide},
-                                           "renameByName": renames}},
-        ],
-        "_size": (w, h),
-    }
+    return panel("table", title, description, tgts, {"custom": {"align": "auto"}}, {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}, w, h, overrides=overrides, transformations=[
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {"excludeByName": {name: True for name in hide},
+                                       "renameByName": renames}},
+    ])
 
 
 def instant_targets(*specs) -> list[dict]:
