@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 
 from logtaild.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Slot, SlotKey
 from logtaild.filestream import StreamStats
+from logtaild.routes import OVERFLOW_ROUTE
 from logtaild.webconfig import tls_server_class
 
 Labels = dict[str, str]
@@ -168,7 +169,7 @@ def _file_metrics(out: _Families, file: FileSnapshot) -> None:
         ("logtaild_drain_timeouts", "Old files closed while still growing.", stats.drain_timeouts),
         ("logtaild_read_errors", "Failed opens, reads and stats (retried).", stats.read_errors),
         ("logtaild_route_overflow", "Requests counted under __other__ because the route cap was hit.",
-         sum(slot[COUNT] for (route, *_rest), slot in file.slots if route == "__other__")),
+         sum(slot[COUNT] for (route, *_rest), slot in file.slots if route == OVERFLOW_ROUTE)),
     ]
     for name, doc, value in counters:
         out.add(name, "counter", doc, name + "_total", lab, value)

@@ -7,7 +7,6 @@ between its copy and its truncate; we must count every line that survived, exact
 """
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 from pathlib import Path

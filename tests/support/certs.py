@@ -89,7 +89,6 @@ def make_pki(folder: Path) -> Pki:
     ca_key, client_ca_key, stranger_ca_key = _key(), _key(), _key()
     ca = _cert("test server CA", ca_key, "test server CA", ca_key, ca=True)
     client_ca = _cert("test client CA", client_ca_key, "test client CA", client_ca_key, ca=True)
-    stranger_ca = _cert("stranger CA", stranger_ca_key, "stranger CA", stranger_ca_key, ca=True)
     server_key, client_key, stranger_key = _key(), _key(), _key()
     server = _cert("localhost", server_key, "test server CA", ca_key, ca=False, server=True)
     client = _cert("prometheus", client_key, "test client CA", client_ca_key, ca=False, client=True)
