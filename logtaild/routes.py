@@ -22,6 +22,9 @@ _ID_SEGMENT = re.compile(
     re.ASCII,
 )
 _DIGIT = re.compile(r"[0-9]")
+#: the same pattern over raw path bytes: ids are ASCII and "/" is never part of a multi-byte UTF-8
+#: character, so replacing them before decoding gives the same route as decoding first
+_ID_SEGMENT_BYTES = re.compile(_ID_SEGMENT.pattern.encode("ascii"))
 
 
 def normalize_ids(route: str) -> str:
@@ -29,6 +32,11 @@ def normalize_ids(route: str) -> str:
     if not _DIGIT.search(route):
         return route  # every id pattern has a digit
     return _ID_SEGMENT.sub(ID_PLACEHOLDER, route)
+
+
+def normalize_id_bytes(path: bytes) -> bytes:
+    """`normalize_ids` over the raw bytes of a path (`/`-prefixed, no query or fragment)."""
+    return _ID_SEGMENT_BYTES.sub(b":id", path)
 
 
 class RouteLimiter:
@@ -44,6 +52,15 @@ class RouteLimiter:
         self._rules = [(re.compile(match), replace) for match, replace in rules]
         self._builtin = builtin
         self._known: set[str] = set()
+
+    @property
+    def bytes_normalizable(self) -> bool:
+        """True when a path's route is `normalize_id_bytes` of its bytes (no configured rules).
+
+        Configured rules are arbitrary regexes over the decoded route, so with any of them two
+        paths that differ only in an id may still get different routes.
+        """
+        return self._builtin and not self._rules
 
     @property
     def distinct(self) -> int:

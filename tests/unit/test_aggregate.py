@@ -14,8 +14,10 @@ BOUNDS_MS = [5.0, 10.0, 25.0, 100.0, 500.0, 1000.0]
 RULES = [(r"^/blog/.+", "/blog/*")]
 
 
-def make(max_routes: int = 1000, cache_max: int = 65536, bounds: list[float] = BOUNDS_MS) -> Aggregator:
-    return Aggregator(RouteLimiter(max_routes, RULES), bounds, cache_max=cache_max)
+def make(max_routes: int = 1000, cache_max: int = 65536, bounds: list[float] = BOUNDS_MS,
+         rules: list[tuple[str, str]] = RULES) -> Aggregator:
+    """With RULES the path cache keys raw paths; without rules it replaces ids in the bytes first."""
+    return Aggregator(RouteLimiter(max_routes, rules), bounds, cache_max=cache_max)
 
 
 # ---- the property: fast path == parse_tsv + add_record ---------------------------------------------
@@ -27,6 +29,8 @@ method = st.sampled_from([b"GET", b"GET", b"POST", b"OPTIONS", b"BREW", b"get", 
 target = st.sampled_from([
     b"/", b"/a", b"/a?x=1", b"/a#f", b"/users/1", b"/users/22", b"/blog/x", b"/blog/y/z", b"*",
     b"http://h/p?q", b"http://h?next=/a", b"rel", b"", b"/\xff", b"/caf\xc3\xa9", b"/\x00", b"/\x1b[2J",
+    b"/users/1/x", b"/users/2/x", b"/u/0123456789abcdef0/\xc3\xa9", b"/u/00000000-0000-0000-0000-000000000000",
+    b"/users/:id", b"/1/2", b"/\xff/1", b"/\xff/2",
 ]) | st.builds(lambda n: b"/r/%d" % n, st.integers(0, 30)) | st.builds(lambda b: b"/x" + b, junk)
 request = st.one_of(
     st.builds(lambda m, t: m + b" " + t, method, target),
@@ -57,7 +61,8 @@ odd_line = st.one_of(
 
 
 good_request = st.builds(lambda m, t: m + b" " + t, st.sampled_from([b"GET", b"POST", b"BREW"]),
-                         st.sampled_from([b"/", b"/a?x=1", b"/users/1", b"/users/22", b"/blog/x", b"*"]))
+                         st.sampled_from([b"/", b"/a?x=1", b"/users/1", b"/users/22", b"/blog/x", b"*",
+                                          b"/users/3?a", b"/\xff/7"]))
 good_status = st.sampled_from([b"200", b"404", b"500"])
 edge_size = st.sampled_from([b"0", b"-", b"-1", b"-0", b"abc", b"1_0", b" 7", b"12\r", b"1.5", b"9" * 5000, b"",
                              b"%d" % (2**63 - 1), b"%d" % 2**63])
@@ -82,8 +87,9 @@ def lines_strategy(draw: st.DrawFn) -> list[bytes]:
     return draw(st.lists(line, min_size=n, max_size=n))
 
 
-def _reference(lines: list[bytes], max_routes: int) -> tuple[Aggregator, dict[str, int]]:
-    ref = make(max_routes)
+def _reference(lines: list[bytes], max_routes: int,
+               rules: list[tuple[str, str]] = RULES) -> tuple[Aggregator, dict[str, int]]:
+    ref = make(max_routes, rules=rules)
     malformed = dict.fromkeys(REASONS, 0)
     for raw in lines:
         try:
@@ -109,16 +115,18 @@ def _assert_same_slots(fast: Aggregator, ref: Aggregator) -> None:
 @settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(lines=lines_strategy(), batch_sizes=st.lists(st.integers(0, 12), max_size=30),
-       max_routes=st.sampled_from([1, 3, 1000]), cache_max=st.sampled_from([1, 2, 65536]))
+       max_routes=st.sampled_from([1, 3, 1000]), cache_max=st.sampled_from([1, 2, 65536]),
+       rules=st.sampled_from([RULES, []]))
 def test_fast_path_equals_parse_tsv_line_by_line(
-        lines: list[bytes], batch_sizes: list[int], max_routes: int, cache_max: int) -> None:
+        lines: list[bytes], batch_sizes: list[int], max_routes: int, cache_max: int,
+        rules: list[tuple[str, str]]) -> None:
     """The cache fills only after a batch, so many small batches are what exercise the fast path."""
-    fast = make(max_routes, cache_max)
+    fast = make(max_routes, cache_max, rules=rules)
     start = 0
     for n in [*batch_sizes, len(lines)]:  # the last batch takes whatever is left
         fast.feed(lines[start:start + n])
         start += n
-    ref, malformed = _reference(lines, max_routes)
+    ref, malformed = _reference(lines, max_routes, rules)
     _assert_same_slots(fast, ref)
     assert fast.malformed == malformed
     assert fast.lines == len(lines)
@@ -170,9 +178,41 @@ def test_raw_cache_is_bounded() -> None:
 def test_cache_hit_counts_into_the_slot_of_the_first_parse() -> None:
     agg = make()
     agg.feed([b"1\tGET /a?x=1\t200\t3"])
-    assert agg._cache == {(b"GET /a?x=1", b"200"): agg.slots["/a", "GET", "200", ()]}
+    assert agg._cache == {b"GET /a?x=1\t200": agg.slots["/a", "GET", "200", ()]}
     agg.feed([b"2\tGET /a?x=1\t200\t4\t1.5"])  # a hit, now with latency
     assert agg.slots["/a", "GET", "200", ()] == [2, 7, 1.5, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_ids_share_one_path_cache_entry_without_a_parse() -> None:
+    """`/users/17` then `/users/18?x`: the second raw request hits the (method, path, status) cache."""
+    agg = Aggregator(RouteLimiter(1000), BOUNDS_MS)
+    agg.feed([b"1\tGET /users/17\t200\t3\t1"])
+    agg.feed([b"1\tGET /users/18?x=1\t200\t4\t2", b"1\tGET /users/18/a\t200\t4\t2"])
+    assert agg._paths.keys() == {(b"GET", b"/users/:id", b"200"), (b"GET", b"/users/:id/a", b"200")}
+    assert agg.slots["/users/:id", "GET", "200", ()][:3] == [2, 7, 3.0]
+    assert len(agg._cache) == 3
+
+
+def test_configured_rules_keep_ids_apart_in_the_path_cache() -> None:
+    """A rule may treat /v/1 and /v/2 differently, so with rules the path key keeps the raw path."""
+    agg = Aggregator(RouteLimiter(1000, [(r"^/v/1$", "/v/one")]), BOUNDS_MS)
+    agg.feed([b"1\tGET /v/1\t200\t1", b"1\tGET /v/2\t200\t1", b"1\tGET /v/1\t200\t1"])
+    assert agg.counts_by_route_status() == {("/v/one", "200"): 2, ("/v/:id", "200"): 1}
+
+
+@pytest.mark.parametrize("first", [b"1\tGET /\t200\t1", b"1\tGET /\t200\t1\t1"])
+def test_a_batch_mixing_field_counts_counts_every_line(first: bytes) -> None:
+    """The batch's first line picks the fast loop; lines of the other shape take the slow path."""
+    agg = make()
+    lines = [first, b"1\tGET /\t200\t2", b"1\tGET /\t200\t4\t3", b"1\tGET /\t200\t8",
+             b"1\tGET /\t200\t16\t30"]
+    agg.feed(lines)
+    agg.feed(lines)
+    slot = agg.slots["/", "GET", "200", ()]
+    with_latency = 2 * (2 + (first.count(b"\t") == 4))
+    assert slot[COUNT] == 10 and slot[BYTES] == 2 * (30 + 1)
+    assert sum(slot[BUCKETS:]) == with_latency
+    assert agg.malformed == dict.fromkeys(agg.malformed, 0)
 
 
 # ---- histogram buckets -----------------------------------------------------------------------------
