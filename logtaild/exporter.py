@@ -14,7 +14,6 @@ import threading
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import add
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qs
@@ -134,41 +133,55 @@ def _metric(family: Family, labels_of: dict[str, Labels]) -> Metric:
         labels = labels_of[hist.group.key]
         for le, n in zip(hist.les, hist.counts):
             metric.add_sample(family.name + "_bucket", {**labels, "le": le}, to_float(n))
-        metric.add_sample(family.name + "_count", labels, to_float(hist.counts[-1] if hist.counts else 0))
+        metric.add_sample(family.name + "_count", labels, to_float(hist.counts[-1]))
         metric.add_sample(family.name + "_sum", labels, to_float(hist.sum_s))
     return metric
 
 
-def _requests(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
-    slots = file.slots
-    if not slots:
+def _merge(values: dict[str, Number], keys: list[str], numbers: list[Number]) -> None:
+    """`values[key] += number` for each pair: one dict update when no key repeats (one file, the usual
+    case), else key by key (files with the same labels, or two label sets that render the same)."""
+    fresh = dict(zip(keys, numbers))
+    if len(fresh) == len(keys) and values.keys().isdisjoint(fresh):
+        values.update(fresh)
         return
-    requests = out.family("logtaild_http_requests", "counter", "HTTP requests seen in the access log.").values
-    responses = out.family("logtaild_http_response_bytes", "counter",
-                           "Response bytes seen in the access log.").values
-    hist: dict[str, tuple[Group, list[Number]]] = {}  # per (route, method, extra): [latency ms, buckets...]
-    entries = scrape.slot_entries(file.labels, [key for key, _slot in slots])
-    for (_key, slot), (labels, group) in zip(slots, entries):
-        requests[labels] = requests.get(labels, 0) + slot[COUNT]
-        responses[labels] = responses.get(labels, 0) + slot[BYTES]
-        if any(slot[BUCKETS:]):
-            acc = hist.get(group.key)
-            if acc is None:
-                hist[group.key] = (group, slot[LAT_SUM:])
+    for key, n in zip(keys, numbers):
+        values[key] = values.get(key, 0) + n
+
+
+def _requests(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
+    if not file.slots:
+        return
+    slots = [slot for _key, slot in file.slots]
+    entries = list(scrape.slot_entries(file.labels, [key for key, _slot in file.slots]))
+    labels = [labels for labels, _group in entries]
+    _merge(out.family("logtaild_http_requests", "counter", "HTTP requests seen in the access log.").values,
+           labels, [slot[COUNT] for slot in slots])
+    _merge(out.family("logtaild_http_response_bytes", "counter", "Response bytes seen in the access log.").values,
+           labels, [slot[BYTES] for slot in slots])
+    # the histogram is per (route, method, extra): the slots of its statuses added up
+    timed: dict[str, tuple[Group, list[Slot]]] = {}
+    for (_labels, group), slot in zip(entries, slots):
+        if any(slot[BUCKETS:]):  # a slot with no latency at all has no histogram
+            have = timed.get(group.key)
+            if have is None:
+                timed[group.key] = (group, [slot])
             else:
-                acc[1][:] = map(add, acc[1], slot[LAT_SUM:])
-    if hist:
-        _histograms(out, file, hist.values())
+                have[1].append(slot)
+    if timed:
+        _histograms(out, file, timed.values())
     _objectives(out, file, scrape)
 
 
-def _histograms(out: _Families, file: FileSnapshot, hist: Iterable[tuple[Group, list[Number]]]) -> None:
+def _histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group, list[Slot]]]) -> None:
     family = out.family(HISTOGRAM, "histogram", "Request latency from the access log.")
     slow = out.family("logtaild_http_requests_slow", "counter",
                       "Requests slower than their route's SLO latency threshold.").values
     bounds = file.bounds_s
     les = (*map(floatToGoString, bounds), "+Inf")
-    for group, acc in hist:
+    for group, slots in timed:
+        # [latency ms, per-bucket counts...], added up column by column, in slot order
+        acc = slots[0][LAT_SUM:] if len(slots) == 1 else list(map(sum, zip(*slots)))[LAT_SUM:]
         width = min(len(les), len(acc) - 1)  # a slot as wide as the bounds (always, but never misreport)
         counts = cumulative(acc[1:1 + width])
         family.add_histogram(HistogramValue(group, les[:width], counts, acc[0] / 1000.0))
@@ -179,18 +192,21 @@ def _histograms(out: _Families, file: FileSnapshot, hist: Iterable[tuple[Group, 
 
 
 def _objectives(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
+    routes = list(dict.fromkeys([route for (route, _m, _s, _e), _slot in file.slots]))
+    objectives = [file.objectives.get(route, DEFAULT_OBJECTIVE) for route in routes]
     # the SLO's owning team; an SLO without one keeps the file's constant `team` label, if any
-    file_team = file.labels.get("team", "")
-    for route in dict.fromkeys(route for (route, _m, _s, _e), _slot in file.slots):
-        objective = file.objectives.get(route, DEFAULT_OBJECTIVE)
-        labels = scrape.route_labels(file.labels, route, objective.team or file_team)
-        out.add("logtaild_slo_latency_threshold_seconds", "gauge", "Latency above which a request is slow.",
-                labels, objective.latency_threshold_s)
-        out.add("logtaild_slo_latency_objective", "gauge",
-                "Fraction of requests that must be faster than the threshold.", labels,
-                objective.latency_objective)
-        out.add("logtaild_slo_availability_objective", "gauge", "Fraction of requests that must not fail with 5xx.",
-                labels, objective.availability_objective)
+    team = file.labels.get("team", "")
+    labels = [scrape.route_labels(file.labels, route, objective.team or team)
+              for route, objective in zip(routes, objectives)]
+    for name, doc, field_name in (
+        ("logtaild_slo_latency_threshold_seconds", "Latency above which a request is slow.", "latency_threshold_s"),
+        ("logtaild_slo_latency_objective", "Fraction of requests that must be faster than the threshold.",
+         "latency_objective"),
+        ("logtaild_slo_availability_objective", "Fraction of requests that must not fail with 5xx.",
+         "availability_objective"),
+    ):
+        _merge(out.family(name, "gauge", doc).values, labels,
+               [getattr(objective, field_name) for objective in objectives])
 
 
 def _file_metrics(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:

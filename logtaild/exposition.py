@@ -147,7 +147,8 @@ class Scrape:
 
 @dataclass
 class HistogramValue:
-    """One histogram series' numbers: cumulative counts per `le` (the last is +Inf), and the sum."""
+    """One histogram series' numbers: cumulative counts per `le` (the last is +Inf; never empty, as
+    only slots with a latency make a histogram), and the sum."""
 
     group: Group
     les: tuple[str, ...]
@@ -196,18 +197,17 @@ def to_float(value: Number) -> float:
 # ---- the text format ----------------------------------------------------------------------------
 
 
-def _formatted(values: Iterable[Number], memo: dict[Number, str]) -> Iterator[str]:
-    """` <value>\\n` for each value; each distinct value formatted once per scrape."""
-    values = list(values)
+def _format(values: Iterable[Number], memo: dict[Number, str]) -> None:
+    """Put ` <value>\n` in `memo` for each value not there yet: each distinct value formatted once."""
     for value in set(values).difference(memo):
         memo[value] = " " + floatToGoString(to_float(value)) + "\n"
-    return map(memo.__getitem__, values)
 
 
 def render_text(families: Iterable[Family]) -> list[str]:
     """The families in the text format (0.0.4), as pieces to join: what `generate_latest` would write."""
     out: list[str] = []
     memo: dict[Number, str] = {}
+    formatted = memo.__getitem__
     les_memo: dict[tuple[str, ...], list[str]] = {}
     for family in families:
         name = family.name + "_total" if family.kind == "counter" else family.name
@@ -215,15 +215,20 @@ def render_text(families: Iterable[Family]) -> list[str]:
         out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n")
         if family.kind != "histogram":
             values = family.values
-            out.extend(chain.from_iterable(zip(repeat(name), values, _formatted(values.values(), memo))))
+            _format(values.values(), memo)
+            out.extend(chain.from_iterable(zip(repeat(name), values, map(formatted, values.values()))))
             continue
-        for value in family.histograms.values():
+        histograms = family.histograms.values()
+        _format(chain.from_iterable(value.counts for value in histograms), memo)
+        _format([value.sum_s for value in histograms], memo)
+        count, total = name + "_count", name + "_sum"
+        for value in histograms:
             group = value.group
             les = les_memo.get(value.les)
             if les is None:
                 les = les_memo[value.les] = [f'le="{le}"' for le in value.les]
             out.extend(chain.from_iterable(zip(repeat(group.bucket_head), les, repeat(group.bucket_tail),
-                                               _formatted(value.counts, memo))))
-            count, total = _formatted((value.counts[-1] if value.counts else 0, value.sum_s), memo)
-            out += (name, "_count", group.key, count, name, "_sum", group.key, total)
+                                               map(formatted, value.counts))))
+            out += (count, group.key, formatted(value.counts[-1]),
+                    total, group.key, formatted(value.sum_s))
     return out
