@@ -4,19 +4,23 @@ Why this exists: with 10,000 series a scrape has about 62,000 samples, and prome
 `generate_latest` alone spends about 4 µs per sample re-sorting and re-escaping every sample's labels
 (about 260 ms), before counting the cost of building its `Metric` objects. Here each series' label
 string (`{k="v",...}`, sorted, escaped) is rendered once and kept while the series exists; a scrape
-only adds the numbers up and formats the values. The exporter uses this renderer for the plain text
-format (0.0.4) and converts the same model to prometheus-client `Metric`s for everything else
-(OpenMetrics, `name[]` filtering, the textfile), so both paths always show the same samples, and the
-unit tests compare this output byte for byte with `generate_latest` over those `Metric`s.
+only adds the numbers up and formats the values. The exporter uses this renderer for the text format
+and OpenMetrics, and converts the same model to prometheus-client `Metric`s for everything else
+(`name[]` filtering, escaping schemes that rewrite names, the textfile), so both paths always show the
+same samples, and the unit tests compare this output byte for byte with prometheus-client's.
 
-What is copied from prometheus-client 0.26's text format (`exposition.generate_latest`), and must
-stay in step with it: labels sorted by name; label values escaped for backslash, newline and double
-quote (its `_escape` with ALLOWUTF8, which it applies to label values in every escaping scheme);
-`# HELP` text escaped for backslash and newline; counters' HELP/TYPE named `<name>_total`. Label names
-still go through its `escape_label_name`, and numbers through its `floatToGoString`.
+What is copied from prometheus-client 0.26 (`exposition.generate_latest` and
+`openmetrics.exposition.generate_latest`), and must stay in step with it: labels sorted by name;
+label values escaped for backslash, newline and double quote (its `_escape` with ALLOWUTF8, which it
+applies to label values in every scheme); `# HELP` text escaped for backslash and newline (and double
+quote in OpenMetrics); in the text format counters' HELP/TYPE are named `<name>_total`, in OpenMetrics
+`<name>`. Label names still go through its `escape_label_name`, and numbers through its
+`floatToGoString`. Its "underscores" and "allow-utf-8" escaping schemes write legacy names (all of
+ours, unless `LabelCache.odd_names`) unchanged.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, repeat
@@ -32,6 +36,7 @@ Number = int | float
 LabelsKey = tuple[tuple[str, str], ...]  # a file's constant labels, as a cache key
 
 HISTOGRAM = "logtaild_http_request_duration_seconds"
+_LEGACY_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def escape_value(value: str) -> str:
@@ -81,6 +86,16 @@ class LabelCache:
         self.slots: dict[LabelsKey, dict[SlotKey, SlotEntry]] = {}
         self.routes: dict[LabelsKey, dict[tuple[str, str], str]] = {}  # (route, team) -> SLO labels
         self.labels_of: dict[str, Labels] | None = {} if record else None
+        #: a label name outside the legacy set was rendered (never from a valid config): schemes other
+        #: than "underscores" would write it differently, so those go to prometheus-client from then on
+        self.odd_names = False
+
+    def note(self, labels: Labels, text: str) -> None:
+        """Remember what a newly rendered label string is made of."""
+        if self.labels_of is not None:
+            self.labels_of[text] = labels
+        if not self.odd_names and not all(map(_LEGACY_NAME.fullmatch, labels)):
+            self.odd_names = True
 
     def scrape(self) -> Scrape:
         return Scrape(self)
@@ -98,8 +113,7 @@ class Scrape:
     def labels(self, labels: Labels) -> str:
         """The label string of a one-off label set (self-metrics: a few per file, not cached)."""
         text = label_string(labels)
-        if self._cache.labels_of is not None:
-            self._cache.labels_of[text] = labels
+        self._cache.note(labels, text)
         return text
 
     def slot_entries(self, file_labels: Labels, keys: Iterable[SlotKey]) -> Iterator[SlotEntry]:
@@ -122,8 +136,7 @@ class Scrape:
         if group is None:
             hist = {**file_labels, **dict(extra), "route": route, "method": method}
             group = self._groups[gkey] = _group(hist, route)
-            if self._cache.labels_of is not None:
-                self._cache.labels_of[group.key] = hist
+            self._cache.note(hist, group.key)
         return self.labels(labels), group
 
     def route_labels(self, file_labels: Labels, route: str, team: str) -> str:
@@ -203,16 +216,20 @@ def _format(values: Iterable[Number], memo: dict[Number, str]) -> None:
         memo[value] = " " + floatToGoString(to_float(value)) + "\n"
 
 
-def render_text(families: Iterable[Family]) -> list[str]:
-    """The families in the text format (0.0.4), as pieces to join: what `generate_latest` would write."""
+def render(families: Iterable[Family], openmetrics: bool = False) -> list[str]:
+    """The families in the text format (or OpenMetrics, without its `# EOF`), as pieces to join: what
+    prometheus-client's `generate_latest` (or its OpenMetrics one) would write."""
     out: list[str] = []
     memo: dict[Number, str] = {}
     formatted = memo.__getitem__
     les_memo: dict[tuple[str, ...], list[str]] = {}
     for family in families:
         name = family.name + "_total" if family.kind == "counter" else family.name
-        doc = family.doc.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n")
+        if openmetrics:  # the family's own name in the header, the samples' names as in the text format
+            out.append(f"# HELP {family.name} {escape_value(family.doc)}\n# TYPE {family.name} {family.kind}\n")
+        else:
+            doc = family.doc.replace("\\", r"\\").replace("\n", r"\n")
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n")
         if family.kind != "histogram":
             values = family.values
             _format(values.values(), memo)
