@@ -1,11 +1,13 @@
 """`Aggregator`: counts parsed lines of one file into plain dict slots, the hot path of logtaild.
 
 A slot is a list `[count, bytes, latency_sum_ms, bucket_0, ..., bucket_n, bucket_inf]` (bucket counts
-are per bucket, not cumulative) kept per (route, method, status, extra labels). For the TSV format the
-raw (request, status) byte strings map straight to their slot through a bounded cache, so the common
-line costs one split, one dict lookup and a few integer additions; anything unusual falls back to
-`formats.parse_tsv`, which decides whether and why a line is malformed. Nothing here calls
-prometheus-client: the exporter reads the slots under the service's lock.
+are per bucket, not cumulative) kept per (route, method, status, extra labels). For the TSV format a
+line's raw `request<TAB>status` bytes map straight to their slot through a bounded cache, so the
+common line costs a partition, an rsplit, one dict lookup, int(), float() and a few additions. A raw
+key the cache lacks (a new id, a new query string) is placed through a second cache keyed on
+(method, id-normalized path, status) bytes, without decoding; only a line neither cache knows goes
+through the full checks, in `formats.parse_tsv`'s order, which decide whether and why it is
+malformed. Nothing here calls prometheus-client: the exporter reads the slots under the service's lock.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from logtaild.formats import (
     MAX_BYTES, REASONS, ParseError, parse_bytes, parse_latency_ms, parse_request, parse_status,
-    parse_tsv, split_request,
+    parse_tsv, path_part,
 )
 from logtaild.record import AccessRecord
 from logtaild.routes import RouteLimiter, normalize_id_bytes
@@ -56,7 +58,8 @@ class Aggregator:
         self.parser = parser
         self._fast = parser is parse_tsv
         self._cache: dict[bytes, Slot] = {}  # b"request<TAB>status" -> slot
-        self._paths: dict[tuple[bytes, bytes, bytes], Slot] = {}  # see _resolve
+        self._old: dict[bytes, Slot] = {}  # the previous generation of _cache
+        self._paths: dict[tuple[bytes, bytes, bytes], Slot] = {}  # see _path_key
         self._ids_as_bytes = limiter.bytes_normalizable
         self._cache_max = cache_max
         self._slot_width = BUCKETS + len(self.bounds_ms) + 1
@@ -75,19 +78,19 @@ class Aggregator:
 
     # The two fast loops key the cache on the bytes between the first tab and the number fields:
     # `request<TAB>status`. Cached keys hold exactly one tab, so a hit also proves the field count.
-    # Anything else (a miss, another field count, a value int() or float() rejects or that is out
-    # of range) is returned and goes through _feed_tsv_miss, which gives the same verdict as
-    # parse_tsv.
+    # A key the cache lacks is looked up in the path cache (_known_slot). Anything else (a new
+    # path, another field count, a value int() or float() rejects or that is out of range) is
+    # returned and goes through _feed_tsv_miss, which gives the same verdict as parse_tsv.
 
     def _feed_tsv5(self, lines: list[bytes]) -> list[bytes]:
         """`ip, request, status, bytes, latency` lines; returns the ones it could not count."""
-        get = self._cache.get
+        get, known = self._cache.get, self._known_slot
         bounds = self.bounds_ms
         slow: list[bytes] = []
         for line in lines:
             try:
                 key, size_field, latency_field = line.partition(b"\t")[2].rsplit(b"\t", 2)
-                slot = get(key)
+                slot = get(key) or known(key)
                 size = int(size_field)
                 lat = float(latency_field)
             except ValueError:
@@ -104,12 +107,12 @@ class Aggregator:
 
     def _feed_tsv4(self, lines: list[bytes]) -> list[bytes]:
         """`ip, request, status, bytes` lines (no latency); returns the ones it could not count."""
-        get = self._cache.get
+        get, known = self._cache.get, self._known_slot
         slow: list[bytes] = []
         for line in lines:
             try:
                 key, size_field = line.partition(b"\t")[2].rsplit(b"\t", 1)
-                slot = get(key)
+                slot = get(key) or known(key)
                 size = int(size_field)
             except ValueError:
                 slow.append(line)
@@ -131,41 +134,66 @@ class Aggregator:
         try:
             if len(fields) not in (4, 5):
                 raise ParseError("fields", f"{len(fields)} fields")
-            raw_key = fields[1] + b"\t" + fields[2]
+            request, status = fields[1], fields[2]
+            raw_key = request + b"\t" + status
             slot = self._cache.get(raw_key)
             if slot is None:
-                path_key, slot = self._by_path(fields[1], fields[2])
-                labels = self._labels(fields[1], fields[2]) if slot is None else None
+                path_key = self._path_key(request, status)
+                slot = self._paths.get(path_key) if path_key else None
+                labels = self._labels(request, status) if slot is None else None
             size = parse_bytes(fields[3])
             latency = parse_latency_ms(fields[4]) if len(fields) == 5 else None
         except ParseError as exc:
             self._malformed(exc.reason, line)
             return
         if slot is None:
-            method, route, status = labels  # type: ignore[misc] # set whenever slot is None
-            slot = self.slot_for_admitted(self.limiter.admit_normalized(route), method, status)
+            method, route, status_label = labels  # type: ignore[misc] # set whenever slot is None
+            slot = self.slot_for_admitted(self.limiter.admit_normalized(route), method, status_label)
             _remember(self._paths, path_key, slot, self._cache_max)
         if raw_key not in self._cache:
-            _remember(self._cache, raw_key, slot, self._cache_max)
+            self._remember_raw(raw_key, slot)
         slot[COUNT] += 1
         slot[BYTES] += size
         if latency is not None:
             slot[LAT_SUM] += latency
             slot[BUCKETS + bisect_left(self.bounds_ms, latency)] += 1
 
-    def _by_path(self, request: bytes, status: bytes) -> tuple[tuple[bytes, bytes, bytes], Slot | None]:
-        """The key of what decides a request's labels, and the slot cached under it (if any).
+    def _known_slot(self, key: bytes) -> Slot | None:
+        """The slot of a new `request<TAB>status` key if its path key is cached (then key is too)."""
+        slot = self._old.get(key)
+        if slot is None:
+            request, _tab, status = key.partition(b"\t")  # no tab: status b"", never a cached one
+            path_key = self._path_key(request, status)
+            slot = self._paths.get(path_key) if path_key else None
+        if slot is not None:
+            self._remember_raw(key, slot)
+        return slot
 
-        The key is (method, path, status) as bytes, the path without its query string and, when
-        only the built-in id patterns apply, with its ids already replaced: `/users/17?x=1` and
-        `/users/18` share an entry, so a long tail of ids costs a regex pass, not a full parse.
-        Only valid requests and statuses are cached. ParseError when the request has no target.
+    def _remember_raw(self, key: bytes, slot: Slot) -> None:
+        """Cache a raw key; when the cache is full its keys become the old generation.
+
+        Keys still in use move back on their next line for a dict lookup, so a full cache does
+        not send every hot key through the path cache again at once.
         """
-        method, path = split_request(request)
+        if len(self._cache) >= self._cache_max:
+            self._old = self._cache.copy()  # a copy: the fast loops hold the bound get() of _cache
+            self._cache.clear()
+        self._cache[key] = slot
+
+    def _path_key(self, request: bytes, status: bytes) -> tuple[bytes, bytes, bytes] | None:
+        """What decides a request's labels: (method, path, status) as bytes; None for no target.
+
+        The path has no query string and, when only the built-in id patterns apply, its ids are
+        already replaced: `/users/17?x=1` and `/users/18` share a key, so a long tail of ids costs
+        a regex pass, not a full parse. Only valid requests and statuses get a slot in the cache.
+        """
+        words = request.split(b" ")
+        if len(words) not in (2, 3) or not words[1]:
+            return None
+        path = path_part(words[1])
         if self._ids_as_bytes and path[:1] == b"/":
             path = normalize_id_bytes(path)
-        key = (method, path, status)
-        return key, self._paths.get(key)
+        return words[0], path, status
 
     def _labels(self, request: bytes, status: bytes) -> tuple[str, str, str]:
         """(method, normalized route, status) of raw fields; ParseError when either is invalid."""

@@ -193,6 +193,16 @@ def test_ids_share_one_path_cache_entry_without_a_parse() -> None:
     assert len(agg._cache) == 3
 
 
+def test_a_full_raw_cache_keeps_its_keys_one_more_generation() -> None:
+    agg = make(cache_max=2)
+    agg.feed([b"1\tGET /a\t200\t1", b"1\tGET /b\t200\t1", b"1\tGET /c\t200\t1"])
+    assert set(agg._old) == {b"GET /a\t200", b"GET /b\t200"} and set(agg._cache) == {b"GET /c\t200"}
+    agg._paths.clear()  # so only the old generation can still place /a
+    agg.feed([b"1\tGET /a\t200\t5"])
+    assert set(agg._cache) == {b"GET /c\t200", b"GET /a\t200"}
+    assert agg.slots["/a", "GET", "200", ()][:2] == [2, 6]
+
+
 def test_configured_rules_keep_ids_apart_in_the_path_cache() -> None:
     """A rule may treat /v/1 and /v/2 differently, so with rules the path key keeps the raw path."""
     agg = Aggregator(RouteLimiter(1000, [(r"^/v/1$", "/v/one")]), BOUNDS_MS)
