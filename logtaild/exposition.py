@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import accumulate, chain, repeat
+from itertools import chain, repeat
 from operator import add
 
 from prometheus_client.openmetrics.exposition import escape_label_name
@@ -55,22 +55,26 @@ def label_string(labels: Labels) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Group:
-    """One histogram series (a file's (route, method, extra labels)): its label strings."""
+    """One histogram series (a file's (route, method, extra labels)): its label strings (UTF-8)."""
 
-    key: str           # `{...}` without `le`: the _count, _sum and slow-counter label string
-    route: str         # for the route's latency threshold
-    bucket_head: str   # `<name>_bucket{` and the labels that sort before `le`
-    bucket_tail: str   # the labels that sort after `le`, and `}`
+    key: bytes          # `{...}` without `le`: the _count, _sum and slow-counter label string
+    route: str          # for the route's latency threshold
+    bucket_head: bytes  # `<name>_bucket{` and the labels that sort before `le`
+    bucket_tail: bytes  # the labels that sort after `le`, and `}`
 
 
 def _group(labels: Labels, route: str) -> Group:
     before = _pairs({k: v for k, v in labels.items() if k < "le"})
     after = _pairs({k: v for k, v in labels.items() if k > "le"})
-    return Group(label_string(labels), route, f"{HISTOGRAM}_bucket{{" + "".join(p + "," for p in before),
-                 "".join("," + p for p in after) + "}")
+    return Group(label_string(labels).encode(), route,
+                 (f"{HISTOGRAM}_bucket{{" + "".join(p + "," for p in before)).encode(),
+                 ("".join("," + p for p in after) + "}").encode())
 
 
-SlotEntry = tuple[str, Group]  # (the slot's label string, its histogram series)
+#: label strings are kept as UTF-8, so a scrape joins bytes into the one buffer it sends (a 5 MB str
+#: joined, then encoded, then copied once more was three fresh buffers, each paid in page faults)
+LabelText = bytes
+SlotEntry = tuple[LabelText, Group]  # (the slot's label string, its histogram series)
 
 
 class LabelCache:
@@ -84,13 +88,13 @@ class LabelCache:
 
     def __init__(self, record: bool = False) -> None:
         self.slots: dict[LabelsKey, dict[SlotKey, SlotEntry]] = {}
-        self.routes: dict[LabelsKey, dict[tuple[str, str], str]] = {}  # (route, team) -> SLO labels
-        self.labels_of: dict[str, Labels] | None = {} if record else None
+        self.routes: dict[LabelsKey, dict[tuple[str, str], LabelText]] = {}  # (route, team) -> SLO labels
+        self.labels_of: dict[LabelText, Labels] | None = {} if record else None
         #: a label name outside the legacy set was rendered (never from a valid config): schemes other
         #: than "underscores" would write it differently, so those go to prometheus-client from then on
         self.odd_names = False
 
-    def note(self, labels: Labels, text: str) -> None:
+    def note(self, labels: Labels, text: LabelText) -> None:
         """Remember what a newly rendered label string is made of."""
         if self.labels_of is not None:
             self.labels_of[text] = labels
@@ -107,12 +111,12 @@ class Scrape:
     def __init__(self, cache: LabelCache) -> None:
         self._cache = cache
         self._slots: dict[LabelsKey, dict[SlotKey, SlotEntry]] = {}
-        self._routes: dict[LabelsKey, dict[tuple[str, str], str]] = {}
+        self._routes: dict[LabelsKey, dict[tuple[str, str], LabelText]] = {}
         self._groups: dict[tuple[LabelsKey, str, str, LabelsKey], Group] = {}  # shared by new slot entries
 
-    def labels(self, labels: Labels) -> str:
+    def labels(self, labels: Labels) -> LabelText:
         """The label string of a one-off label set (self-metrics: a few per file, not cached)."""
-        text = label_string(labels)
+        text = label_string(labels).encode()
         self._cache.note(labels, text)
         return text
 
@@ -139,15 +143,19 @@ class Scrape:
             self._cache.note(hist, group.key)
         return self.labels(labels), group
 
-    def route_labels(self, file_labels: Labels, route: str, team: str) -> str:
-        """The label string of a route's SLO gauges."""
+    def route_labels(self, file_labels: Labels, routes: Iterable[tuple[str, str]]) -> list[LabelText]:
+        """The label strings of routes' SLO gauges, for (route, team) pairs."""
         fkey = tuple(file_labels.items())
+        old = self._cache.routes.get(fkey, {}).get
         new = self._routes.setdefault(fkey, {})
-        text = new.get((route, team)) or self._cache.routes.get(fkey, {}).get((route, team))
-        if text is None:
-            text = self.labels({**file_labels, "route": route, "team": team})
-        new[route, team] = text
-        return text
+        out = []
+        for route, team in routes:
+            text = old((route, team))
+            if text is None:
+                text = self.labels({**file_labels, "route": route, "team": team})
+            new[route, team] = text
+            out.append(text)
+        return out
 
     def finish(self) -> None:
         """Keep what this scrape used, drop the rest (the last of concurrent scrapes wins; all are valid)."""
@@ -158,7 +166,7 @@ class Scrape:
 # ---- the model ----------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class HistogramValue:
     """One histogram series' numbers: cumulative counts per `le` (the last is +Inf; never empty, as
     only slots with a latency make a histogram), and the sum."""
@@ -176,8 +184,8 @@ class Family:
     name: str
     kind: str  # counter, gauge, histogram
     doc: str
-    values: dict[str, Number] = field(default_factory=dict)
-    histograms: dict[str, HistogramValue] = field(default_factory=dict)
+    values: dict[LabelText, Number] = field(default_factory=dict)
+    histograms: dict[LabelText, HistogramValue] = field(default_factory=dict)
 
     def add_histogram(self, value: HistogramValue) -> None:
         """Merge one file's histogram into the family (files with equal labels share the series)."""
@@ -195,10 +203,6 @@ class Family:
             have.sum_s += value.sum_s
 
 
-def cumulative(counts: Iterable[int]) -> list[int]:
-    return list(accumulate(counts))
-
-
 def to_float(value: Number) -> float:
     """The sample value prometheus-client gets (`+ 0.0`: a -0.0 shows as 0.0, as it always has)."""
     try:
@@ -210,26 +214,28 @@ def to_float(value: Number) -> float:
 # ---- the text format ----------------------------------------------------------------------------
 
 
-def _format(values: Iterable[Number], memo: dict[Number, str]) -> None:
+def _format(values: Iterable[Number], memo: dict[Number, bytes]) -> None:
     """Put ` <value>\n` in `memo` for each value not there yet: each distinct value formatted once."""
     for value in set(values).difference(memo):
-        memo[value] = " " + floatToGoString(to_float(value)) + "\n"
+        memo[value] = b" " + floatToGoString(to_float(value)).encode() + b"\n"
 
 
-def render(families: Iterable[Family], openmetrics: bool = False) -> list[str]:
-    """The families in the text format (or OpenMetrics, without its `# EOF`), as pieces to join: what
-    prometheus-client's `generate_latest` (or its OpenMetrics one) would write."""
-    out: list[str] = []
-    memo: dict[Number, str] = {}
+def render(families: Iterable[Family], openmetrics: bool = False) -> list[bytes]:
+    """The families in the text format (or OpenMetrics, without its `# EOF`), as UTF-8 pieces to join:
+    what prometheus-client's `generate_latest` (or its OpenMetrics one) would write."""
+    out: list[bytes] = []
+    memo: dict[Number, bytes] = {}
     formatted = memo.__getitem__
-    les_memo: dict[tuple[str, ...], list[str]] = {}
+    les_memo: dict[tuple[str, ...], list[bytes]] = {}
     for family in families:
-        name = family.name + "_total" if family.kind == "counter" else family.name
+        sample = family.name + "_total" if family.kind == "counter" else family.name
         if openmetrics:  # the family's own name in the header, the samples' names as in the text format
-            out.append(f"# HELP {family.name} {escape_value(family.doc)}\n# TYPE {family.name} {family.kind}\n")
+            head = f"# HELP {family.name} {escape_value(family.doc)}\n# TYPE {family.name} {family.kind}\n"
         else:
             doc = family.doc.replace("\\", r"\\").replace("\n", r"\n")
-            out.append(f"# HELP {name} {doc}\n# TYPE {name} {family.kind}\n")
+            head = f"# HELP {sample} {doc}\n# TYPE {sample} {family.kind}\n"
+        out.append(head.encode())
+        name = sample.encode()
         if family.kind != "histogram":
             values = family.values
             _format(values.values(), memo)
@@ -238,14 +244,22 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> list[str]:
         histograms = family.histograms.values()
         _format(chain.from_iterable(value.counts for value in histograms), memo)
         _format([value.sum_s for value in histograms], memo)
-        count, total = name + "_count", name + "_sum"
+        count, total = name + b"_count", name + b"_sum"
+        last: tuple[str, ...] = ()
+        les: list[bytes] = []
         for value in histograms:
             group = value.group
-            les = les_memo.get(value.les)
-            if les is None:
-                les = les_memo[value.les] = [f'le="{le}"' for le in value.les]
+            if value.les is not last:  # one bounds tuple shared by every series of a file, as a rule
+                last = value.les
+                les = les_memo.get(last) or les_memo.setdefault(last, [f'le="{le}"'.encode() for le in last])
             out.extend(chain.from_iterable(zip(repeat(group.bucket_head), les, repeat(group.bucket_tail),
                                                map(formatted, value.counts))))
             out += (count, group.key, formatted(value.counts[-1]),
                     total, group.key, formatted(value.sum_s))
     return out
+
+
+def chunks(pieces: list[bytes], size: int = 2048) -> Iterator[bytes]:
+    """The pieces joined `size` at a time (about 90 kB: under glibc's initial mmap threshold)."""
+    for start in range(0, len(pieces), size):
+        yield b"".join(pieces[start:start + size])

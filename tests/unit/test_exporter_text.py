@@ -1,14 +1,14 @@
 """The fast path (logtaild/exposition.py) against prometheus-client, byte for byte.
 
-`LogtaildCollector.text()` must equal `generate_latest` (and OpenMetrics' `generate_latest`) over the
-same collector's `Metric`s, and both
-must show the samples the collector showed before the fast path existed (`_reference`: the
+`LogtaildCollector.exposition()`, joined, must equal `generate_latest` (and OpenMetrics'
+`generate_latest`) over the same collector's `Metric`s, and both must show the samples the collector showed before the fast path existed (`_reference`: the
 collector as of 46e3ea7, building label dicts and `Metric`s sample by sample).
 """
 from __future__ import annotations
 
 import gzip
 import math
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -20,8 +20,8 @@ from prometheus_client.utils import floatToGoString
 
 from logtaild.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM
 from logtaild.exporter import (FileSnapshot, LogtaildCollector, LogtaildRegistry, Objective, Snapshot,
-                               build_registry, make_app)
-from logtaild.exposition import escape_value, label_string
+                               build_registry, make_app, serve)
+from logtaild.exposition import chunks, escape_value, label_string
 from logtaild.filestream import StreamStats
 
 BOUNDS_S = [0.005, 0.01, 0.1, 0.5, 1.0]
@@ -96,6 +96,12 @@ CASES = {"hostile": hostile, "several_files": several_files, "overflow_bytes": o
 REFERENCE_CASES = [case for case in CASES if case != "overflow"]
 
 
+def _text(collector: LogtaildCollector, openmetrics: bool = False) -> bytes:
+    pieces = collector.exposition(openmetrics)
+    assert pieces is not None
+    return b"".join(pieces)
+
+
 def _registry(collector: object) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)  # type: ignore[arg-type]
@@ -106,16 +112,16 @@ def _registry(collector: object) -> CollectorRegistry:
 def test_fast_text_is_generate_latest_byte_for_byte(case: str) -> None:
     collector = LogtaildCollector(CASES[case])
     expected = generate_latest(_registry(collector))
-    assert collector.text().encode("utf-8") == expected
-    assert collector.text().encode("utf-8") == expected  # again, from the label cache
+    assert _text(collector) == expected
+    assert _text(collector) == expected  # again, from the label cache
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_fast_openmetrics_is_prometheus_clients_byte_for_byte(case: str) -> None:
     collector = LogtaildCollector(CASES[case])
     expected = openmetrics_latest(_registry(collector))
-    assert (collector.text(openmetrics=True) + "# EOF\n").encode("utf-8") == expected
-    assert (collector.text(openmetrics=True) + "# EOF\n").encode("utf-8") == expected
+    assert _text(collector, openmetrics=True) + b"# EOF\n" == expected
+    assert _text(collector, openmetrics=True) + b"# EOF\n" == expected
 
 
 @pytest.mark.parametrize("case", REFERENCE_CASES)
@@ -138,13 +144,13 @@ def test_label_escaping_matches_prometheus_client() -> None:
 def test_the_label_cache_follows_changing_series() -> None:
     state = {"snap": several_files()}
     collector = LogtaildCollector(lambda: state["snap"])
-    collector.text()
+    _text(collector)
     changed = several_files()
     changed.files[0].slots = changed.files[0].slots[1:] + [(("/new", "GET", "200", ()), slot(7, 70, 7.0, (7,)))]
     changed.files[0].slots[0][1][COUNT] += 100
     changed.files.pop(2)
     state["snap"] = changed
-    assert collector.text().encode() == generate_latest(_registry(collector))
+    assert _text(collector) == generate_latest(_registry(collector))
     # only the series of the last scrape are kept
     cached = collector._labels.slots  # noqa: SLF001 - the cache's bound is the point of this test
     assert sum(len(entries) for entries in cached.values()) == len({
@@ -157,7 +163,7 @@ def test_files_with_the_same_labels_in_another_order_share_their_series() -> Non
     slots = [(("/", "GET", "200", ()), slot(1, 1, 1.0, (1,)))]
     collector = LogtaildCollector(lambda: snapshot(file_snapshot("/a", {"a": "1", "b": "2"}, slots),
                                                    file_snapshot("/b", {"b": "2", "a": "1"}, slots)))
-    text = collector.text()
+    text = _text(collector).decode()
     assert text.encode() == generate_latest(_registry(collector))
     assert 'logtaild_http_requests_total{a="1",b="2",method="GET",route="/",status="200"} 2.0\n' in text
     assert text.count('logtaild_http_requests_total{') == 1
@@ -186,7 +192,7 @@ def test_plain_scrape_is_what_prometheus_client_serves() -> None:
     assert isinstance(registry, LogtaildRegistry)
     status, headers, body = _call(make_app(registry, {}))
     assert status == "200 OK"
-    assert headers == {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    assert headers == {"Content-Type": "text/plain; version=0.0.4; charset=utf-8", "Content-Length": str(len(body))}
     assert _ours(body) == _ours(generate_latest(registry))
     assert b"# HELP process_cpu_seconds_total" in body  # the process collector is still there
     status, headers, gz = _call(make_app(registry, {}), HTTP_ACCEPT_ENCODING="gzip, deflate")
@@ -233,6 +239,39 @@ def test_which_formats_take_the_fast_path(accept: str, fast: bool) -> None:
 def odd_names() -> Snapshot:
     """A label name outside the legacy set (config.py refuses it; a hand-built snapshot can have it)."""
     return snapshot(file_snapshot("/a", {"odd-name.x": "1"}, [(("/", "GET", "200", ()), slot(1, 1, 1.0, (1,)))]))
+
+
+def many() -> Snapshot:
+    """Enough series for the body to go out in several chunks."""
+    slots = [((f"/r{i}", "GET", status, ()), slot(i, i * 10, 2.5 * i, (i % 3, 1))) for i in range(1500)
+             for status in ("200", "500")]
+    return snapshot(file_snapshot("/a.tsv", {"env": "prod"}, slots))
+
+
+def test_chunks_join_to_the_whole() -> None:
+    pieces = [bytes([65 + i % 26]) * (i % 7) for i in range(1000)]
+    for size in (1, 3, 999, 1000, 5000):
+        assert b"".join(chunks(pieces, size)) == b"".join(pieces)
+    assert len(list(chunks(pieces, 300))) == 4
+
+
+def test_over_http_in_chunks() -> None:
+    registry = build_registry(many)
+    assert len(registry.exposition(generate_latest) or []) > 3 * 2048
+    server = serve(make_app(registry, {}), "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = response.read()
+            assert int(response.headers["Content-Length"]) == len(body)
+        assert _ours(body) == _ours(generate_latest(registry))
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip", "Accept": PROMETHEUS_2})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert _ours(gzip.decompress(response.read())) == _ours(openmetrics_latest(registry))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_filters_and_other_methods_still_go_to_prometheus_client() -> None:
