@@ -25,7 +25,7 @@ from logtaild.exposition import chunks, escape_value, label_string
 from logtaild.filestream import StreamStats
 
 BOUNDS_S = [0.005, 0.01, 0.1, 0.5, 1.0]
-HOSTILE = ["/a\\b", '/q"uote', "/new\nline", "/\\n literal", '/all\\"\n\\\\', "/x}{,=le=\"1\"", "/ünï©ødé",
+HOSTILE = ["/a\\b", "/100%25%s%%b%", '/q"uote', "/new\nline", "/\\n literal", '/all\\"\n\\\\', "/x}{,=le=\"1\"", "/ünï©ødé",
            "/tab\there", "", "/end\\"]
 
 
