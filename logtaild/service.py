@@ -151,7 +151,7 @@ class Service:
         next_checkpoint = now + CHECKPOINT_EVERY
         next_malformed_log = now + MALFORMED_LOG_EVERY
         while not self._stop.is_set():
-            self._poll_all(lambda: self.clock() >= next_report)
+            busy = self._poll_all(lambda: self.clock() >= next_report)
             if self.lifecycle.reload_requested() and self.lifecycle.reload(
                     lambda: self._write_report(*window.close(self._totals(), self.clock()))):
                 window = Window(self.clock(), self._totals())  # the new files and grouping
@@ -169,7 +169,9 @@ class Service:
             if now >= self._rescan_at:
                 self._scan(initial=False)
                 self._rescan_at = now + self.config.rescan_interval
-            self._waker.wait(max(0.0, min(self.config.poll_interval, next_report - self.clock())))
+            # busy: the poll found lines, so more are likely on their way; the waker lets them
+            # gather for a moment instead of waking at each write
+            self._waker.wait(max(0.0, min(self.config.poll_interval, next_report - self.clock())), busy=busy)
         self.lifecycle.stopping()
         self._poll_all(None)
         self._collect_jobs()
@@ -178,19 +180,25 @@ class Service:
         for source in self.sources.values():
             source.stream.close()
 
-    def _poll_all(self, due: Callable[[], bool] | None) -> None:
-        """Read every source to its end; stop early (to report on time) when `due()` says so."""
+    def _poll_all(self, due: Callable[[], bool] | None) -> bool:
+        """Read every source to its end; stop early (to report on time) when `due()` says so.
+
+        True when any lines were read.
+        """
+        found = False
         for source in list(self.sources.values()):
             self._collect_job(source, wait=None)
             if source.job is None:
                 self._start_job(source)
             for batch in source.stream.poll():
+                found = True
                 with self.lock:
                     source.agg.feed(batch)
                 self._tick()
                 if due is not None and due():
-                    return
+                    return True
         self._tick()
+        return found
 
     def _start_job(self, source: Source) -> None:
         split = source.stream.split_backlog(PARALLEL_MIN_BYTES)

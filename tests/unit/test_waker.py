@@ -1,0 +1,291 @@
+"""`Waker`: the coalescing rule (fake clock, fake hints: no sleeps) and the hint sources (inotify, watchdog).
+
+The hint tests use real files; they assert only which way a wait ends (a hint, `wake()`, or its
+timeout), never how long it took.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from logtaild import waker as waker_mod
+from logtaild.config import Config, FileConfig
+from logtaild.service import Service
+from logtaild.waker import IN_IGNORED, IN_MODIFY, IN_Q_OVERFLOW, Waker, hold_for
+
+LONG = 10.0  # a hint must end a wait long before this; only reached if the test fails
+SHORT = 0.05  # a wait that must time out (nothing relevant happens)
+LINE = b"1.1.1.1\tGET /a\t200\t10\t5\n"
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeHints:
+    """Records the waits; answers them from a script (default: each wait times out)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waits: list[tuple[float, bool]] = []
+        self.answers: list[bool] = []
+
+    def watch(self, folder: str, name: str) -> None:
+        pass
+
+    def wait(self, timeout: float, hints: bool) -> bool:
+        self.waits.append((round(timeout, 6), hints))
+        woke = self.answers.pop(0) if self.answers else False
+        if not woke:
+            self.clock.now += timeout
+        return woke
+
+    def wake(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake() -> tuple[Waker, FakeHints, FakeClock]:
+    clock = FakeClock()
+    hints = FakeHints(clock)
+    return Waker(0.25, min_gap=0.04, clock=clock, hints=hints), hints, clock
+
+
+# ---- the coalescing rule -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("now", "busy", "expected"), [
+    (10.0, False, 0.0),  # a quiet file: a hint wakes at once
+    (10.0, True, 0.04),  # busy, just woke: the whole gap
+    (10.03, True, 0.01),  # the poll took 30 ms: what is left
+    (10.04, True, 0.0),
+    (10.5, True, 0.0),  # the poll took longer than the gap
+])
+def test_hold_for(now: float, busy: bool, expected: float) -> None:
+    assert hold_for(now, 10.0, busy, 0.04) == pytest.approx(expected)
+
+
+def test_a_quiet_poll_waits_for_hints_at_once(fake) -> None:
+    waker, hints, _clock = fake
+    assert waker.wait() is False
+    assert hints.waits == [(0.25, True)]
+
+
+def test_a_busy_poll_holds_hints_back_for_the_gap_then_waits_for_them(fake) -> None:
+    waker, hints, clock = fake
+    hints.answers = [False, True]  # the hold passes, then a (pending) hint
+    clock.now += 0.01  # the poll took 10 ms
+    assert waker.wait(busy=True) is True
+    assert hints.waits == [(0.03, False), (0.22, True)]
+
+
+def test_the_gap_counts_from_the_last_wake_not_from_the_wait(fake) -> None:
+    waker, hints, clock = fake
+    hints.answers = [True]
+    waker.wait()  # woken by a hint at t=100
+    clock.now += 0.1  # a poll slower than the gap: no hold at all
+    hints.answers = [True]
+    waker.wait(busy=True)
+    assert hints.waits[-1] == (0.25, True)
+
+
+def test_wake_during_the_hold_is_not_held_back(fake) -> None:
+    waker, hints, _clock = fake
+    hints.answers = [True]  # only wake() ends a wait with hints=False
+    assert waker.wait(busy=True) is True
+    assert hints.waits == [(0.04, False)]
+
+
+def test_a_timeout_shorter_than_the_gap_only_holds(fake) -> None:
+    waker, hints, _clock = fake
+    assert waker.wait(0.01, busy=True) is False  # a report is due in 10 ms
+    assert hints.waits == [(0.01, False)]
+
+
+def test_the_gap_is_never_longer_than_the_tick(fake) -> None:
+    waker, hints, _clock = fake
+    waker.tick = 0.01  # poll_interval 10 ms
+    waker.wait(busy=True)
+    assert hints.waits == [(0.01, False)]
+
+
+def test_a_zero_timeout_does_not_wait_for_hints(fake) -> None:
+    waker, hints, _clock = fake
+    assert waker.wait(0.0) is False
+    assert hints.waits == []
+
+
+# ---- inotify hints -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def inotify(tmp_path: Path):
+    hints = waker_mod._InotifyHints()
+    hints.watch(str(tmp_path), "access.log")
+    yield hints, tmp_path / "access.log"
+    hints.close()
+
+
+@linux_only
+def test_inotify_a_write_to_the_followed_file_is_a_hint(inotify) -> None:
+    hints, log = inotify
+    log.write_bytes(LINE)
+    assert hints.wait(LONG, hints=True) is True
+
+
+@linux_only
+def test_inotify_other_files_in_the_folder_are_not_hints(inotify) -> None:
+    hints, log = inotify
+    (log.parent / "other.log").write_bytes(LINE)
+    assert hints.wait(SHORT, hints=True) is False
+
+
+@linux_only
+@pytest.mark.parametrize("action", ["rename", "create", "delete", "write_rotated"])
+def test_inotify_rotations_are_hints(inotify, action: str) -> None:
+    hints, log = inotify
+    rotated = log.parent / "access.log.1"
+    if action != "create":
+        log.write_bytes(LINE)
+        rotated.write_bytes(b"")
+        assert hints.wait(LONG, hints=True) is True  # consume the setup's events
+    if action == "rename":
+        log.rename(rotated)
+    elif action == "create":
+        log.write_bytes(b"")
+    elif action == "delete":
+        log.unlink()
+    else:
+        with open(rotated, "ab") as handle:  # the writer still appends to the file we drain
+            handle.write(LINE)
+    assert hints.wait(LONG, hints=True) is True
+
+
+@linux_only
+def test_inotify_hints_are_held_back_but_not_lost(inotify) -> None:
+    hints, log = inotify
+    for _ in range(50):  # the kernel merges identical unread events: one wake-up for all
+        with open(log, "ab") as handle:
+            handle.write(LINE)
+    assert hints.wait(SHORT, hints=False) is False
+    assert hints.wait(LONG, hints=True) is True
+    assert hints.wait(SHORT, hints=True) is False  # all were read by that one wake-up
+
+
+@linux_only
+def test_inotify_wake_ends_any_wait_even_from_another_thread(inotify) -> None:
+    hints, _log = inotify
+    hints.wake()
+    assert hints.wait(LONG, hints=False) is True
+    threading.Timer(0.01, hints.wake).start()
+    assert hints.wait(LONG, hints=True) is True
+    assert hints.wait(SHORT, hints=True) is False  # one wake(), one early return
+
+
+@linux_only
+def test_inotify_wake_after_close_is_harmless(inotify) -> None:
+    hints, _log = inotify
+    hints.close()
+    hints.wake()
+    assert hints.wait(LONG, hints=True) is True
+
+
+@linux_only
+def test_inotify_a_removed_folder_is_watched_again(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    hints = waker_mod._InotifyHints()
+    hints.watch(str(folder), "access.log")
+    folder.rmdir()
+    assert hints.wait(LONG, hints=True) is True  # IN_DELETE_SELF, IN_IGNORED: the watch is gone
+    folder.mkdir()
+    hints.watch(str(folder), "access.log")
+    (folder / "access.log").write_bytes(LINE)
+    assert hints.wait(LONG, hints=True) is True
+    hints.close()
+
+
+@linux_only
+def test_inotify_overflow_and_unknown_watches_are_hints(inotify) -> None:
+    hints, _log = inotify
+
+    def event(wd: int, mask: int, name: bytes = b"") -> bytes:
+        padded = name + b"\0" * (-len(name) % 16) if name else b""
+        return struct.pack("iIII", wd, mask, 0, len(padded)) + padded
+
+    known = next(iter(hints._names))
+    assert hints._relevant(event(known, IN_MODIFY, b"other.log")) is False
+    assert hints._relevant(event(known, IN_MODIFY, b"other.log") + event(known, IN_MODIFY, b"access.log"))
+    assert hints._relevant(event(-1, IN_Q_OVERFLOW)) is True
+    assert hints._relevant(event(known + 100, IN_MODIFY, b"x")) is True
+    assert hints._relevant(event(known, IN_IGNORED)) is True
+    assert known not in hints._names
+
+
+def test_without_inotify_the_watchdog_observer_gives_hints(tmp_path: Path, monkeypatch) -> None:
+    def unavailable() -> None:
+        raise OSError(24, "too many inotify instances")
+
+    monkeypatch.setattr(waker_mod, "_InotifyHints", unavailable)
+    log = tmp_path / "access.log"
+    log.write_bytes(b"")
+    waker = Waker(0.25)
+    assert isinstance(waker._hints, waker_mod._EventHints)
+    waker.watch([str(log)])
+    try:
+        log.write_bytes(LINE)
+        assert waker.wait(LONG) is True
+    finally:
+        waker.stop()
+
+
+def test_event_hints_keep_a_held_back_hint_for_the_next_wait() -> None:
+    hints = waker_mod._EventHints(None)
+    hints.hint()
+    assert hints.wait(SHORT, hints=False) is False
+    assert hints.wait(LONG, hints=True) is True
+    assert hints.wait(SHORT, hints=True) is False
+    hints.wake()
+    assert hints.wait(LONG, hints=False) is True
+
+
+def test_waker_watches_a_symlinks_target_folder_too(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    clock = FakeClock()
+    hints = FakeHints(clock)
+    hints.watch = lambda folder, name: seen.append((folder, name))  # type: ignore[method-assign]
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "app.log").write_bytes(b"")
+    os.symlink(tmp_path / "real" / "app.log", tmp_path / "access.log")
+    Waker(0.25, clock=clock, hints=hints).watch([str(tmp_path / "access.log"), str(tmp_path / "gone" / "x")])
+    assert sorted(seen) == sorted([(str(tmp_path), "access.log"), (str(tmp_path / "real"), "app.log")])
+
+
+# ---- the loop tells the waker whether the poll found lines ------------------------------------------
+
+
+def test_poll_all_says_whether_lines_were_read(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"")
+    service = Service(Config(files=(FileConfig(str(log)),), from_start=True), once=True)
+    service._scan(initial=True)
+    assert service._poll_all(None) is False
+    log.write_bytes(LINE * 3)
+    assert service._poll_all(None) is True
+    assert service._poll_all(None) is False
+    with open(log, "ab") as handle:
+        handle.write(b"1.1.1.1\tGET /a")  # half a line: nothing counted yet
+    assert service._poll_all(None) is False
