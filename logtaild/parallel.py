@@ -28,6 +28,17 @@ class RangeResult:
     lines_cut: int
 
 
+def usable_cores() -> int:
+    """How many CPUs this process may run on: its affinity mask (taskset, systemd's CPUAffinity=).
+
+    On one CPU a worker would only take turns with the parent and add the fork and the merge.
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API on this platform
+        return os.cpu_count() or 1
+
+
 def _close_inherited(keep: set[int]) -> None:
     """Close what the fork inherited (the state-file lock, sockets, files) except `keep`.
 

@@ -26,7 +26,7 @@ from logtaild.exporter import FileSnapshot, Objective, Snapshot, build_registry,
 from logtaild.filestream import FileStream, Position
 from logtaild.formats import make_parser
 from logtaild.lifecycle import Lifecycle
-from logtaild.parallel import RangeJob, merge
+from logtaild.parallel import RangeJob, merge, usable_cores
 from logtaild.routes import RouteLimiter
 from logtaild.status import StatusBoard
 from logtaild.waker import Waker
@@ -77,6 +77,7 @@ class Service:
         self.last_tick = time.time()
         self._last_tick_mono = clock()
         self._rescan_at = 0.0
+        self._parallel = usable_cores() > 1  # a backlog is split only when a second CPU can take half
         self.reloads = {"success": 0, "failure": 0}
         self.lifecycle = Lifecycle(self, reloader)  # sd_notify, SIGHUP reloads (logtaild/lifecycle.py)
 
@@ -201,6 +202,8 @@ class Service:
         return found
 
     def _start_job(self, source: Source) -> None:
+        if not self._parallel:
+            return
         split = source.stream.split_backlog(PARALLEL_MIN_BYTES)
         if split is not None:
             fd, start, end = split

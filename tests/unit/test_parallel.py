@@ -10,6 +10,7 @@ import pytest
 import logtaild.service as service
 from logtaild.config import Config, FileConfig, RoutesConfig
 from logtaild.filestream import FileStream
+from logtaild.parallel import RangeJob
 from logtaild.routes import OVERFLOW_ROUTE
 
 
@@ -31,11 +32,16 @@ def by_method_status(slots: dict) -> dict:
     return out
 
 
-def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000):
+def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000, cores: int = 2):
+    """One `--once` pass; asserts that a range job ran exactly when it should have."""
     monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", min_bytes)
+    monkeypatch.setattr(service, "usable_cores", lambda: cores)
+    jobs = []
+    monkeypatch.setattr(service, "RangeJob", lambda *args: jobs.append(args) or RangeJob(*args))
     config = Config(files=(FileConfig(str(path)),), from_start=True, routes=RoutesConfig(max=max_routes))
     svc = service.Service(config, once=True, out=io.StringIO())
     assert svc.run() == 0
+    assert len(jobs) == (1 if cores > 1 and os.path.getsize(path) >= min_bytes else 0)
     [source] = svc.sources.values()
     slots = {key: slot[:2] + slot[3:] for key, slot in source.agg.slots.items()}
     sums = {key: slot[2] for key, slot in source.agg.slots.items()}
@@ -60,6 +66,14 @@ def test_split_catch_up_counts_exactly_what_one_process_counts(tmp_path: Path, m
     assert sum(split[1].values()) == pytest.approx(sum(serial[1].values()), rel=1e-12)  # float order
     routes = {key[0] for key in split[0]}
     assert len(routes - {OVERFLOW_ROUTE}) <= max_routes
+
+
+def test_one_usable_cpu_counts_a_large_backlog_in_one_process(tmp_path: Path, monkeypatch) -> None:
+    """Under `taskset -c 0` (or CPUAffinity=) a worker would only take turns with the parent."""
+    log = tmp_path / "access.log"
+    write_log(log, 2_000)
+    serial = run_once(log, 1 << 10, monkeypatch, cores=1)  # asserts that no job ran
+    assert serial[2] == 2_000 + 3
 
 
 def test_checkpoint_stays_at_the_range_start_until_released(tmp_path: Path) -> None:
