@@ -13,10 +13,12 @@ from collections.abc import Sequence
 OVERFLOW_ROUTE = "__other__"
 ID_PLACEHOLDER = ":id"
 
-#: a whole path segment that is an id: digits, a UUID, or a hex token of 16+ characters with a digit
-#: in it (requiring a digit keeps long words such as "deadbeefcafebabe" alone). One C-level pass.
+#: a whole path segment that is an id, with its leading "/": digits, a UUID, or a hex token of 16+
+#: characters with a digit in it (requiring a digit keeps long words such as "deadbeefcafebabe"
+#: alone). One C-level pass; starting on a literal "/" (not a lookbehind) lets the regex engine skip
+#: to the next "/" instead of trying every position, about twice as fast on paths without ids.
 _ID_SEGMENT = re.compile(
-    r"(?<=/)(?:[0-9]+"
+    r"/(?:[0-9]+"
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|(?=[a-fA-F]*[0-9])[0-9a-fA-F]{16,})(?=/|$)",
     re.ASCII,
@@ -25,18 +27,20 @@ _DIGIT = re.compile(r"[0-9]")
 #: the same pattern over raw path bytes: ids are ASCII and "/" is never part of a multi-byte UTF-8
 #: character, so replacing them before decoding gives the same route as decoding first
 _ID_SEGMENT_BYTES = re.compile(_ID_SEGMENT.pattern.encode("ascii"))
+_REPLACEMENT = "/" + ID_PLACEHOLDER
+_REPLACEMENT_BYTES = _REPLACEMENT.encode("ascii")
 
 
 def normalize_ids(route: str) -> str:
     """Replace numeric ids, UUIDs and long hex tokens in path segments with `:id`."""
     if not _DIGIT.search(route):
         return route  # every id pattern has a digit
-    return _ID_SEGMENT.sub(ID_PLACEHOLDER, route)
+    return _ID_SEGMENT.sub(_REPLACEMENT, route)
 
 
 def normalize_id_bytes(path: bytes) -> bytes:
     """`normalize_ids` over the raw bytes of a path (`/`-prefixed, no query or fragment)."""
-    return _ID_SEGMENT_BYTES.sub(b":id", path)
+    return _ID_SEGMENT_BYTES.sub(_REPLACEMENT_BYTES, path)
 
 
 class RouteLimiter:
