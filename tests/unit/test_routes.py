@@ -6,8 +6,10 @@ import time
 import tracemalloc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from logtaild.routes import ID_PLACEHOLDER, OVERFLOW_ROUTE, RouteLimiter, normalize_ids
+from logtaild.routes import ID_PLACEHOLDER, OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, normalize_ids
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -30,9 +32,19 @@ from logtaild.routes import ID_PLACEHOLDER, OVERFLOW_ROUTE, RouteLimiter, normal
     ("/550e8400-e29b-41d4-a716-44665544000", "/550e8400-e29b-41d4-a716-44665544000"),  # 35 chars
     ("no-slash-123", "no-slash-123"),
     ("//7//", "//:id//"),
+    ("/1/2/3", "/:id/:id/:id"),                       # adjacent ids share their "/"
 ])
 def test_normalize_ids(raw: str, expected: str) -> None:
     assert normalize_ids(raw) == expected
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(["/", "1", "07", "a", "F", "-", "x", "\u00e9", "\u0663", "\n",
+                                 "/0123456789abcdef", "/00000000-0000-0000-0000-000000000000"]),
+                max_size=20).map("".join))
+def test_ids_replaced_in_bytes_give_the_route_of_the_decoded_path(path: str) -> None:
+    """The aggregator normalizes raw bytes before decoding; it must agree with the str version."""
+    assert normalize_id_bytes(path.encode()) == normalize_ids(path).encode()
 
 
 def test_normalize_ids_returns_the_same_object_when_unchanged() -> None:
