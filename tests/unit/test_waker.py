@@ -248,6 +248,10 @@ def test_without_inotify_the_watchdog_observer_gives_hints(tmp_path: Path, monke
     try:
         log.write_bytes(LINE)
         assert waker.wait(LONG) is True
+        log.rename(tmp_path / "access.log.1")
+        assert waker.wait(LONG) is True
+        log.write_bytes(b"")
+        assert waker.wait(LONG) is True
     finally:
         waker.stop()
 
