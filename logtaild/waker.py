@@ -10,18 +10,31 @@ What a wake costs is most of what following a file costs at low rates (a writer 
 * Coalescing: after a poll that found data, the next poll waits at least `min_gap` even if a hint
   comes sooner. While a file is busy the lines of several writes are read in one poll; an isolated
   write to a quiet file still wakes the loop at once. `wake()` (stop, SIGHUP) is never held back.
-* On Linux the hint is inotify read from the loop thread itself (`_InotifyHints`): no thread is
-  woken per write, and the writes that arrive while we hold back queue up in the kernel, which
-  merges identical unread events into one. Elsewhere, or when inotify cannot be set up, the
-  `watchdog` package's observer gives the hints (`_WatchdogHints`; three threads hop per write).
+* One thread: on Linux the hints come from inotify read by the loop thread itself (`_InotifyHints`).
+  watchdog's observer wakes three threads per write (reader, emitter, dispatcher: 3.3-3.7% of a
+  core at 100 writes/s); here no thread is woken per write, and the writes that arrive while we
+  hold back queue up in the kernel, which merges identical unread events into one.
+
+What is watchdog's and what is ours: watchdog binds inotify (`InotifyFD`: the libc calls, the
+watches, reading and parsing the events, dispatching them to a callback per watch; `InotifyConstants`
+for the masks). We construct an `InotifyFD` without starting its thread and drive it from the loop
+thread: we poll its descriptor (watchdog exposes it only as the private `_inotify_fd`, so we read
+that once and fall back to the observer if it is missing) together with our wake-up pipe, call its
+`read_events()` only when the descriptor is readable, and pass each event to its `handle_event()`.
+Ours are the wake-up pipe, the coalescing, and the callbacks that judge relevance (the followed
+name, a name rotated from it, the folder itself, an overflow; a folder whose watch went is watched
+again on the next `watch()`). Running an `InotifyFD` without its thread needs one more thing of
+ours: it releases its descriptors on `close()` only once a read has finished, so we read once at
+the start (`_read_once`). Elsewhere, or when this cannot be set up, watchdog's observer gives the
+hints (`_EventHints`; three threads hop per write).
 """
 from __future__ import annotations
 
-import ctypes
+import itertools
 import logging
 import os
 import select
-import struct
+import sys
 import threading
 import time
 import weakref
@@ -30,6 +43,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
+    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD, Mask, WatchDescriptor
 
 log = logging.getLogger("logtaild.waker")
 
@@ -103,82 +117,125 @@ class Waker:
 
 
 def _make_hints() -> _Hints:
-    try:
-        return _InotifyHints()
-    except (OSError, AttributeError) as exc:  # not Linux, no libc symbol, or the instance limit
-        log.debug("inotify unavailable (%s); using the watchdog observer for hints", exc)
-        return _EventHints(_watchdog_observer())
+    if sys.platform.startswith("linux"):
+        from watchdog.utils import UnsupportedLibcError
+
+        try:
+            return _InotifyHints()
+        except (ImportError, UnsupportedLibcError, AttributeError, OSError) as exc:
+            # no inotify in this libc, a watchdog without the descriptor we poll, or the instance limit
+            log.debug("inotify read from the loop thread unavailable (%s); using the watchdog observer", exc)
+    return _EventHints(_watchdog_observer())
 
 
-# ---- inotify, read from the loop thread ------------------------------------------------------------
-
-IN_MODIFY = 0x2
-IN_MOVED_FROM = 0x40
-IN_MOVED_TO = 0x80
-IN_CREATE = 0x100
-IN_DELETE = 0x200
-IN_DELETE_SELF = 0x400
-IN_MOVE_SELF = 0x800
-IN_Q_OVERFLOW = 0x4000
-IN_IGNORED = 0x8000
-IN_ONLYDIR = 0x1000000
-#: writes, and everything a rotation does (rename, create, delete), to a file or to the directory
-DIR_MASK = (IN_MODIFY | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
-            | IN_MOVE_SELF | IN_ONLYDIR)
-_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
-_READ_SIZE = 1 << 16
+# ---- watchdog's inotify, read from the loop thread ---------------------------------------------------
 
 
-class _Libc:
-    """The three inotify calls (Python's os module has none)."""
+class _Seen:
+    """What the callbacks learnt from the events dispatched so far (shared by them; no link to the hints)."""
 
     def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        self.init1 = libc.inotify_init1
-        self.init1.argtypes, self.init1.restype = [ctypes.c_int], ctypes.c_int
-        self.add_watch = libc.inotify_add_watch
-        self.add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        self.add_watch.restype = ctypes.c_int
+        self.relevant = False
+        self.watched: dict[tuple[str, str], int] = {}  # (folder, followed name) -> watch descriptor
 
 
-def _check(result: int, what: str) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return result
+class _Followed:
+    """A watchdog `WatchCallback` for one followed name in one watched folder: judges each event."""
+
+    def __init__(self, seen: _Seen, base: bytes) -> None:
+        self._seen = seen
+        self._base = base
+
+    def on_event(self, event: InotifyEvent) -> None:
+        # no name: the folder itself (deleted, moved); the followed file; or a file rotated from it
+        # (PATH.1, PATH-20240101): the old file may still be written to while we drain it
+        if not event.name or event.name.startswith(self._base):
+            self._seen.relevant = True
+
+    def on_watch_deleted(self, wd: WatchDescriptor) -> None:
+        # IN_IGNORED: the folder is gone (or was unmounted); the next `watch()` adds it again
+        for key, known in list(self._seen.watched.items()):
+            if known == wd:
+                del self._seen.watched[key]
+        self._seen.relevant = True
+
+    def on_queue_overflow(self) -> None:
+        self._seen.relevant = True  # events were lost: poll
 
 
 class _InotifyHints:
-    """Hints from an inotify descriptor polled by the loop thread; `wake()` writes to a pipe."""
+    """Hints from watchdog's `InotifyFD`, not started: the loop thread polls its descriptor and reads it.
+
+    `wake()` writes to our own pipe, polled together with it.
+    """
 
     def __init__(self) -> None:
-        self._libc = _Libc()
-        self._fd = _check(self._libc.init1(os.O_NONBLOCK | os.O_CLOEXEC), "inotify_init1")
+        from watchdog.observers.inotify_c import CallbackId, InotifyConstants as IN, InotifyFD, Mask
+
+        self._inotify = InotifyFD()  # "direct construction creates independent instances": no thread
+        fd = getattr(self._inotify, "_inotify_fd", None)  # private: watchdog only reads it in its thread
+        if not isinstance(fd, int):
+            self._inotify.close()  # never read, so it keeps its descriptors (see _read_once): rare, once
+            raise AttributeError("watchdog's InotifyFD has no _inotify_fd to poll")
+        self._fd = fd
+        # writes, and everything a rotation does (rename, create, delete), to a file or to the folder
+        self._mask = Mask(IN.IN_MODIFY | IN.IN_MOVED_FROM | IN.IN_MOVED_TO | IN.IN_CREATE | IN.IN_DELETE
+                          | IN.IN_DELETE_SELF | IN.IN_MOVE_SELF | IN.IN_ONLYDIR)
+        # watchdog's callback ids need only be unique per watch; ours are unique overall (0: the probe)
+        self._ids = map(CallbackId, itertools.count())
+        self._read_once(Mask(IN.IN_DELETE_SELF | IN.IN_ONLYDIR))
+        # watchdog's close(), on the first of stop() and the collection of these hints
+        self._closing = weakref.finalize(self, self._inotify.close)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         # the pipe stays open until the Waker is collected: a `wake()` after `close()` (a late stop()
         # from another thread) must not write into a descriptor number reused meanwhile
-        self._fds = [self._fd, self._wake_r, self._wake_w]
-        weakref.finalize(self, _close_all, self._fds)
+        weakref.finalize(self, _close_all, [self._wake_r, self._wake_w])
         self._urgent = select.poll()  # wake() only: while holding back after a busy poll
         self._urgent.register(self._wake_r, select.POLLIN)
         self._any = select.poll()  # wake() or a hint
         self._any.register(self._wake_r, select.POLLIN)
         self._any.register(self._fd, select.POLLIN)
-        self._wds: dict[str, int] = {}  # watched folder -> its watch descriptor
-        self._names: dict[int, set[bytes]] = {}  # watch descriptor -> the followed names in its folder
+        self._seen = _Seen()
 
     def watch(self, folder: str, name: str) -> None:
         """Hint about `name` in `folder` (one watch per folder; a folder removed since is watched again)."""
-        wd = self._wds.get(folder)
-        if wd is not None and os.fsencode(name) in self._names[wd]:
+        if (folder, name) in self._seen.watched or not self._closing.alive:
             return
+        id_ = next(self._ids)
         try:
-            wd = _check(self._libc.add_watch(self._fd, os.fsencode(folder), DIR_MASK), "inotify_add_watch")
-        except OSError as exc:  # the watch limit, permissions: polling still works
+            wd = self._inotify.add_callback(os.fsencode(folder), self._mask, _Followed(self._seen, os.fsencode(name)),
+                                            id_)
+        except OSError as exc:  # the watch limit, a folder gone meanwhile: polling still works
             log.warning("cannot watch %s for changes (%s); polling only", folder, exc.strerror)
             return
-        self._wds[folder] = wd
-        self._names.setdefault(wd, set()).add(os.fsencode(name))
+        if wd < 0:  # watchdog answers EACCES with wd -1 instead of raising: take the callback back
+            self._inotify.remove_callbacks([(wd, id_)])
+            log.warning("cannot watch %s for changes (permission denied); polling only", folder)
+            return
+        self._seen.watched[folder, name] = wd
+
+    def _read_once(self, probe_mask: Mask) -> None:
+        """Have our `InotifyFD` complete one `read_events()`, so that its `close()` releases its descriptors.
+
+        `InotifyFD` leaves closing its descriptors to its reading thread while a read may be in
+        progress, and it starts out as if one were (`close()` before any read only signals that
+        thread). There is no such thread here: without one finished read, `close()` would leave the
+        inotify instance (128 per user by default) and two pipe ends open. So: watch "/", take the
+        watch back, which makes the kernel queue IN_IGNORED, and read that.
+        """
+        id_ = next(self._ids)
+        try:
+            wd = self._inotify.add_callback(b"/", probe_mask, _Followed(_Seen(), b""), id_)
+            self._inotify.remove_callbacks([(wd, id_)])
+        except OSError as exc:
+            log.debug("cannot probe inotify (%s): its descriptors stay open after stop()", exc)
+            return
+        probe = select.poll()
+        probe.register(self._fd, select.POLLIN)
+        if wd >= 0 and probe.poll(0):  # never block in read_events(): read only what is there
+            self._inotify.read_events()  # the IN_IGNORED of a watch watchdog has forgotten: nothing to dispatch
+        else:
+            log.debug("no event from the inotify probe: its descriptors stay open after stop()")
 
     def wait(self, timeout: float, hints: bool) -> bool:
         poller = self._any if hints else self._urgent
@@ -190,34 +247,26 @@ class _InotifyHints:
             if any(fd == self._wake_r for fd, _ in ready):
                 _drain(self._wake_r)
                 return True
-            if self._relevant(_drain(self._fd)):
+            if self._read():
                 return True
             if time.monotonic() >= deadline:
-                return False  # events about other files in the directory only
+                return False  # events about other files in the folder only
 
-    def _relevant(self, data: bytes) -> bool:
-        """Is any event about a followed file, a file rotated from one, or the directory itself?"""
-        relevant = False
-        offset = 0
-        while offset + _EVENT.size <= len(data):
-            wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
-            name = data[offset + _EVENT.size:offset + _EVENT.size + length].rstrip(b"\0")
-            offset += _EVENT.size + length
-            watched = self._names.get(wd)
-            if mask & IN_IGNORED:  # the directory is gone: the next `watch()` adds it again
-                self._forget(wd)
-            if not name or watched is None or mask & IN_Q_OVERFLOW:
-                relevant = True
-            # PATH.1, PATH-20240101: the old file may still be written to while we drain it
-            elif any(name.startswith(base) for base in watched):
-                relevant = True
-        return relevant
+    def _read(self) -> bool:
+        """Read every queued event, watchdog dispatching each to our callbacks; was any relevant?
 
-    def _forget(self, wd: int) -> None:
-        self._names.pop(wd, None)
-        for folder, known in list(self._wds.items()):
-            if known == wd:
-                del self._wds[folder]
+        Called only when poll() found the descriptor readable: watchdog's `read_events()` blocks otherwise.
+        """
+        self._seen.relevant = False
+        while True:
+            events = self._inotify.read_events()
+            for event in events:
+                self._inotify.handle_event(event)
+            # one read takes at most watchdog's buffer: read on while more is queued, so that one
+            # wake-up takes them all
+            if not events or not any(fd == self._fd and revents & select.POLLIN
+                                     for fd, revents in self._any.poll(0)):
+                return self._seen.relevant
 
     def wake(self) -> None:
         try:
@@ -226,33 +275,24 @@ class _InotifyHints:
             pass  # the pipe is full: a wake-up is pending anyway
 
     def close(self) -> None:
-        """Stop the hints (the descriptor goes now); `wake()` keeps working."""
-        if self._fds[0] >= 0:
+        """Stop the hints (watchdog closes the inotify descriptor now); `wake()` keeps working."""
+        if self._closing.alive:
             self._any.unregister(self._fd)
-            _close_all(self._fds[:1])
-            self._fds[0] = -1
+            self._closing()
 
 
-def _drain(fd: int) -> bytes:
-    """Everything readable now on a non-blocking descriptor."""
-    chunks = []
+def _drain(fd: int) -> None:
+    """Read everything readable now on a non-blocking descriptor (our wake-up pipe)."""
     while True:
         try:
-            chunk = os.read(fd, _READ_SIZE)
+            if len(os.read(fd, 4096)) < 4096:
+                return
         except (BlockingIOError, InterruptedError):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if len(chunk) < _READ_SIZE // 2:  # inotify returns whole events only: less means done
-            break
-    return b"".join(chunks)
+            return
 
 
 def _close_all(fds: list[int]) -> None:
     for fd in fds:
-        if fd < 0:
-            continue
         try:
             os.close(fd)
         except OSError:

@@ -1,14 +1,17 @@
-"""`Waker`: the coalescing rule (fake clock, fake hints: no sleeps) and the hint sources (inotify, watchdog).
+"""`Waker`: the coalescing rule (fake clock, fake hints: no sleeps) and the hint sources (watchdog's
+inotify read from the loop thread, watchdog's observer).
 
 The hint tests use real files; they assert only which way a wait ends (a hint, `wake()`, or its
 timeout), never how long it took.
 """
 from __future__ import annotations
 
+import gc
+import logging
 import os
-import struct
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ import pytest
 from logtaild import waker as waker_mod
 from logtaild.config import Config, FileConfig
 from logtaild.service import Service
-from logtaild.waker import IN_IGNORED, IN_MODIFY, IN_Q_OVERFLOW, Waker, hold_for
+from logtaild.waker import Waker, hold_for
 
 LONG = 10.0  # a hint must end a wait long before this; only reached if the test fails
 SHORT = 0.05  # a wait that must time out (nothing relevant happens)
@@ -219,20 +222,79 @@ def test_inotify_a_removed_folder_is_watched_again(tmp_path: Path) -> None:
 
 
 @linux_only
-def test_inotify_overflow_and_unknown_watches_are_hints(inotify) -> None:
+def test_inotify_watching_again_is_a_no_op(inotify) -> None:
+    hints, log = inotify
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # watchdog warns when a callback id is registered twice
+        hints.watch(str(log.parent), "access.log")
+        hints.watch(str(log.parent), "error.log")  # a second name in the same folder: the same watch
+    assert len(set(hints._seen.watched.values())) == 1
+    (log.parent / "error.log").write_bytes(LINE)
+    assert hints.wait(LONG, hints=True) is True
+
+
+@linux_only
+def test_inotify_relevance_of_each_kind_of_event(inotify) -> None:
+    from watchdog.observers.inotify_c import InotifyConstants as IN, InotifyEvent
+
     hints, _log = inotify
+    (wd,) = hints._seen.watched.values()
 
-    def event(wd: int, mask: int, name: bytes = b"") -> bytes:
-        padded = name + b"\0" * (-len(name) % 16) if name else b""
-        return struct.pack("iIII", wd, mask, 0, len(padded)) + padded
+    def relevant(*events: InotifyEvent) -> bool:
+        hints._seen.relevant = False
+        for event in events:
+            hints._inotify.handle_event(event)  # watchdog dispatches to our callbacks
+        return hints._seen.relevant
 
-    known = next(iter(hints._names))
-    assert hints._relevant(event(known, IN_MODIFY, b"other.log")) is False
-    assert hints._relevant(event(known, IN_MODIFY, b"other.log") + event(known, IN_MODIFY, b"access.log"))
-    assert hints._relevant(event(-1, IN_Q_OVERFLOW)) is True
-    assert hints._relevant(event(known + 100, IN_MODIFY, b"x")) is True
-    assert hints._relevant(event(known, IN_IGNORED)) is True
-    assert known not in hints._names
+    assert relevant(InotifyEvent(wd, IN.IN_MODIFY, 0, b"other.log")) is False
+    assert relevant(InotifyEvent(wd, IN.IN_MODIFY, 0, b"other.log"), InotifyEvent(wd, IN.IN_MODIFY, 0, b"access.log"))
+    assert relevant(InotifyEvent(wd, IN.IN_CREATE, 0, b"access.log-20240101")) is True
+    assert relevant(InotifyEvent(wd, IN.IN_DELETE_SELF, 0, b"")) is True  # the folder itself
+    assert relevant(InotifyEvent(-1, IN.IN_Q_OVERFLOW, 0, b"")) is True
+    assert relevant(InotifyEvent(wd, IN.IN_IGNORED, 0, b"")) is True
+    assert hints._seen.watched == {}  # watched again on the next watch()
+
+
+@linux_only
+def test_inotify_close_releases_every_descriptor(tmp_path: Path) -> None:
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    gc.collect()
+    before = open_fds()
+    for _ in range(3):
+        hints = waker_mod._InotifyHints()
+        hints.watch(str(tmp_path), "access.log")
+        hints.close()
+        hints.wake()  # the wake-up pipe outlives close(): until the hints are collected
+        del hints
+    gc.collect()
+    assert open_fds() <= before  # watchdog's inotify descriptor and pipe, and ours
+
+
+@linux_only
+def test_without_the_private_descriptor_the_watchdog_observer_gives_hints(tmp_path: Path, monkeypatch,
+                                                                             caplog) -> None:
+    from watchdog.observers import inotify_c
+
+    class NoFd(inotify_c.InotifyFD):  # a watchdog that renamed or dropped `_inotify_fd`
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden = self.__dict__.pop("_inotify_fd")
+
+    monkeypatch.setattr(inotify_c, "InotifyFD", NoFd)
+    caplog.set_level(logging.DEBUG, logger="logtaild.waker")
+    log = tmp_path / "access.log"
+    log.write_bytes(b"")
+    waker = Waker(0.25)
+    assert isinstance(waker._hints, waker_mod._EventHints)
+    assert "_inotify_fd" in caplog.text
+    waker.watch([str(log)])
+    try:
+        log.write_bytes(LINE)
+        assert waker.wait(LONG) is True
+    finally:
+        waker.stop()
 
 
 def test_without_inotify_the_watchdog_observer_gives_hints(tmp_path: Path, monkeypatch) -> None:
