@@ -12,7 +12,8 @@ remaining markers count as timeouts too (p99 is then reported as "-"). The write
 waits until both daemons have counted exactly every line written (the simulator's own count plus
 the markers). Last, with no writer and no scrapes, an idle window measures CPU again.
 
-Both daemons run with their defaults (logtaild: 250 ms poll plus watchdog hint; mtail: 250 ms poll).
+Both daemons run with their defaults (logtaild: 250 ms poll, woken sooner by inotify, at most every
+80 ms while the file is busy; mtail: 250 ms poll).
 """
 from __future__ import annotations
 
