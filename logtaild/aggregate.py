@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from logtaild.formats import (
     MAX_BYTES, REASONS, ParseError, parse_bytes, parse_latency_ms, parse_request, parse_status,
-    parse_tsv, path_part,
+    parse_tsv,
 )
 from logtaild.record import AccessRecord
 from logtaild.routes import RouteLimiter, normalize_id_bytes
@@ -190,7 +190,7 @@ class Aggregator:
         words = request.split(b" ")
         if len(words) not in (2, 3) or not words[1]:
             return None
-        path = path_part(words[1])
+        path = words[1].partition(b"?")[0].partition(b"#")[0]  # formats.path_part, inlined
         if self._ids_as_bytes and path[:1] == b"/":
             path = normalize_id_bytes(path)
         return words[0], path, status
