@@ -29,16 +29,6 @@ COUNT, BYTES, LAT_SUM, BUCKETS = 0, 1, 2, 3
 _INF = math.inf
 
 
-def _remember(cache: dict, key: object, slot: Slot, limit: int) -> None:
-    """Cache `slot` under `key`, emptying the cache first when it is full.
-
-    Bounded, so hostile URLs cannot grow it; the hot keys refill at once after a clear.
-    """
-    if len(cache) >= limit:
-        cache.clear()
-    cache[key] = slot
-
-
 class Aggregator:
     """Counts for one followed file."""
 
@@ -62,7 +52,6 @@ class Aggregator:
         self._paths: dict[tuple[bytes, bytes, bytes], Slot] = {}  # see _path_key
         self._ids_as_bytes = limiter.bytes_normalizable
         self._cache_max = cache_max
-        self._slot_width = BUCKETS + len(self.bounds_ms) + 1
 
     def feed(self, lines: list[bytes]) -> None:
         """Count a batch of complete lines (without their newlines)."""
@@ -149,7 +138,9 @@ class Aggregator:
         if slot is None:
             method, route, status_label = labels  # type: ignore[misc] # set whenever slot is None
             slot = self.slot_for_admitted(self.limiter.admit_normalized(route), method, status_label)
-            _remember(self._paths, path_key, slot, self._cache_max)
+            if len(self._paths) >= self._cache_max:
+                self._paths.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
+            self._paths[path_key] = slot
         if raw_key not in self._cache:
             self._remember_raw(raw_key, slot)
         slot[COUNT] += 1
