@@ -7,17 +7,7 @@ from pathlib import Path
 import pytest
 
 from logtaild.filestream import FileStream, Position, validates
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 def lines(stream: FileStream) -> list[bytes]:
@@ -30,8 +20,8 @@ def append(path: Path, data: bytes) -> None:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
@@ -39,11 +29,11 @@ def log(tmp_path: Path) -> Path:
     return tmp_path / "access.log"
 
 
-def make(log: Path, clock: Clock, **kw) -> FileStream:
+def make(log: Path, clock: FakeClock, **kw) -> FileStream:
     return FileStream(str(log), clock=clock, drain_grace=1.0, **kw)
 
 
-def test_existing_file_is_read_from_its_end_by_default(log: Path, clock: Clock) -> None:
+def test_existing_file_is_read_from_its_end_by_default(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"old1\nold2\n")
     stream = make(log, clock)
     assert lines(stream) == []
@@ -51,19 +41,19 @@ def test_existing_file_is_read_from_its_end_by_default(log: Path, clock: Clock) 
     assert lines(stream) == [b"new"]
 
 
-def test_from_start_reads_existing_lines(log: Path, clock: Clock) -> None:
+def test_from_start_reads_existing_lines(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"a\nb\n")
     assert lines(make(log, clock, from_start=True)) == [b"a", b"b"]
 
 
-def test_start_at_end_mid_line_skips_the_rest_of_that_line(log: Path, clock: Clock) -> None:
+def test_start_at_end_mid_line_skips_the_rest_of_that_line(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"a\nhalf")
     stream = make(log, clock)
     append(log, b"-line\nnext\n")
     assert lines(stream) == [b"next"]
 
 
-def test_partial_line_is_held_until_its_newline(log: Path, clock: Clock) -> None:
+def test_partial_line_is_held_until_its_newline(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     append(log, b"par")
@@ -74,7 +64,7 @@ def test_partial_line_is_held_until_its_newline(log: Path, clock: Clock) -> None
     assert lines(stream) == [b"x"]
 
 
-def test_missing_file_is_waited_for_and_read_from_its_start(log: Path, clock: Clock) -> None:
+def test_missing_file_is_waited_for_and_read_from_its_start(log: Path, clock: FakeClock) -> None:
     stream = make(log, clock)
     assert lines(stream) == []
     log.write_bytes(b"first\n")
@@ -82,7 +72,7 @@ def test_missing_file_is_waited_for_and_read_from_its_start(log: Path, clock: Cl
     assert stream.stats.reopens == 1
 
 
-def test_rename_and_create_drains_the_old_file_then_reads_the_new(log: Path, clock: Clock) -> None:
+def test_rename_and_create_drains_the_old_file_then_reads_the_new(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     append(log, b"1\n")
@@ -104,7 +94,7 @@ def test_rename_and_create_drains_the_old_file_then_reads_the_new(log: Path, clo
     writer.close()
 
 
-def test_path_missing_between_rename_and_create(log: Path, clock: Clock) -> None:
+def test_path_missing_between_rename_and_create(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     writer = open(log, "ab")
@@ -121,7 +111,7 @@ def test_path_missing_between_rename_and_create(log: Path, clock: Clock) -> None
     writer.close()
 
 
-def test_copytruncate_is_detected_and_read_from_zero(log: Path, clock: Clock) -> None:
+def test_copytruncate_is_detected_and_read_from_zero(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     append(log, b"aaaa\nbbbb\n")
@@ -133,7 +123,7 @@ def test_copytruncate_is_detected_and_read_from_zero(log: Path, clock: Clock) ->
     assert stream.stats.rotations["truncate"] == 1
 
 
-def test_replacement_larger_than_offset_is_a_rotation_not_a_continuation(log: Path, clock: Clock) -> None:
+def test_replacement_larger_than_offset_is_a_rotation_not_a_continuation(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     append(log, b"x\n")
@@ -145,7 +135,7 @@ def test_replacement_larger_than_offset_is_a_rotation_not_a_continuation(log: Pa
     assert stream.stats.rotations["rename"] + stream.stats.rotations["delete"] == 1
 
 
-def test_delete_then_recreate(log: Path, clock: Clock) -> None:
+def test_delete_then_recreate(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     append(log, b"a\n")
@@ -159,7 +149,7 @@ def test_delete_then_recreate(log: Path, clock: Clock) -> None:
     assert stream.stats.rotations["delete"] == 1
 
 
-def test_symlink_switched_to_a_new_target(tmp_path: Path, clock: Clock) -> None:
+def test_symlink_switched_to_a_new_target(tmp_path: Path, clock: FakeClock) -> None:
     first, second, link = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "current.log"
     first.write_bytes(b"")
     link.symlink_to(first)
@@ -174,7 +164,7 @@ def test_symlink_switched_to_a_new_target(tmp_path: Path, clock: Clock) -> None:
     assert sorted(lines(stream)) == [b"1b", b"2"]
 
 
-def test_long_line_is_cut_and_the_stream_resumes(log: Path, clock: Clock) -> None:
+def test_long_line_is_cut_and_the_stream_resumes(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock, max_line=256, chunk=64)
     append(log, b"ok1\n" + b"x" * 1000)
@@ -186,7 +176,7 @@ def test_long_line_is_cut_and_the_stream_resumes(log: Path, clock: Clock) -> Non
     assert stream.stats.lines_cut == 2
 
 
-def test_long_line_within_one_big_read_is_cut(log: Path, clock: Clock) -> None:
+def test_long_line_within_one_big_read_is_cut(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock, max_line=256, chunk=1 << 16)
     append(log, b"a\n" + b"q" * 500 + b"\nb\n")
@@ -194,7 +184,7 @@ def test_long_line_within_one_big_read_is_cut(log: Path, clock: Clock) -> None:
     assert stream.stats.lines_cut == 1
 
 
-def test_unreadable_file_is_reported_and_retried(log: Path, clock: Clock, caplog, monkeypatch) -> None:
+def test_unreadable_file_is_reported_and_retried(log: Path, clock: FakeClock, caplog, monkeypatch) -> None:
     """Root reads every file, so the kernel's EACCES is injected at os.open."""
     log.write_bytes(b"a\n")
     real_open = os.open
@@ -214,7 +204,7 @@ def test_unreadable_file_is_reported_and_retried(log: Path, clock: Clock, caplog
     assert lines(stream) == [b"a"]
 
 
-def test_directory_at_path_is_retried_not_fatal(log: Path, clock: Clock, caplog) -> None:
+def test_directory_at_path_is_retried_not_fatal(log: Path, clock: FakeClock, caplog) -> None:
     log.mkdir()
     stream = make(log, clock)
     assert lines(stream) == []
@@ -223,7 +213,7 @@ def test_directory_at_path_is_retried_not_fatal(log: Path, clock: Clock, caplog)
 
 # ---- checkpoints -----------------------------------------------------------------------------------
 
-def checkpointed(log: Path, clock: Clock, content: bytes, read: bytes = b"") -> list[Position]:
+def checkpointed(log: Path, clock: FakeClock, content: bytes, read: bytes = b"") -> list[Position]:
     log.write_bytes(content)
     stream = make(log, clock, from_start=True)
     lines(stream)
@@ -232,14 +222,14 @@ def checkpointed(log: Path, clock: Clock, content: bytes, read: bytes = b"") -> 
     return positions
 
 
-def test_resume_at_a_validated_checkpoint(log: Path, clock: Clock) -> None:
+def test_resume_at_a_validated_checkpoint(log: Path, clock: FakeClock) -> None:
     saved = checkpointed(log, clock, b"a\nb\npart")
     assert saved[-1].offset == 4
     append(log, b"ial\nc\n")
     assert lines(make(log, clock, resume=saved)) == [b"partial", b"c"]
 
 
-def test_checkpoint_of_a_file_truncated_while_stopped_reads_from_zero(log: Path, clock: Clock) -> None:
+def test_checkpoint_of_a_file_truncated_while_stopped_reads_from_zero(log: Path, clock: FakeClock) -> None:
     saved = checkpointed(log, clock, b"aaaa\nbbbb\n")
     with open(log, "r+b") as handle:
         handle.truncate(0)
@@ -249,7 +239,7 @@ def test_checkpoint_of_a_file_truncated_while_stopped_reads_from_zero(log: Path,
     assert stream.stats.rotations["truncate"] == 1
 
 
-def test_rotated_while_stopped_finishes_the_old_file_then_reads_the_new(log: Path, clock: Clock) -> None:
+def test_rotated_while_stopped_finishes_the_old_file_then_reads_the_new(log: Path, clock: FakeClock) -> None:
     saved = checkpointed(log, clock, b"a\nb\n")
     append(log, b"c\n")
     os.rename(log, str(log) + "-20261122")
@@ -262,7 +252,7 @@ def test_rotated_while_stopped_finishes_the_old_file_then_reads_the_new(log: Pat
     assert stream.draining == 0
 
 
-def test_rotated_twice_while_stopped_finds_the_old_file_by_inode(log: Path, clock: Clock) -> None:
+def test_rotated_twice_while_stopped_finds_the_old_file_by_inode(log: Path, clock: FakeClock) -> None:
     saved = checkpointed(log, clock, b"a\n")
     append(log, b"b\n")
     os.rename(log, str(log) + ".1")
@@ -279,7 +269,7 @@ def test_rotated_twice_while_stopped_finds_the_old_file_by_inode(log: Path, cloc
     assert sorted(lines(make(log, clock, resume=saved))) == [b"b", b"c", b"d"]
 
 
-def test_checkpointed_file_gone_reads_the_path_from_its_start(log: Path, clock: Clock, caplog) -> None:
+def test_checkpointed_file_gone_reads_the_path_from_its_start(log: Path, clock: FakeClock, caplog) -> None:
     saved = checkpointed(log, clock, b"a\n")
     os.unlink(log)
     log.write_bytes(b"n\n")
@@ -288,7 +278,7 @@ def test_checkpointed_file_gone_reads_the_path_from_its_start(log: Path, clock: 
     assert "is gone" in caplog.text or "while stopped" in caplog.text
 
 
-def test_inode_reuse_with_other_content_does_not_validate(log: Path, clock: Clock) -> None:
+def test_inode_reuse_with_other_content_does_not_validate(log: Path, clock: FakeClock) -> None:
     saved = checkpointed(log, clock, b"hello\nworld\n")
     position = saved[-1]
     forged = Position(position.dev, position.ino, position.offset, "0" * 64, position.fingerprint_len,
@@ -301,7 +291,7 @@ def test_inode_reuse_with_other_content_does_not_validate(log: Path, clock: Cloc
         os.close(fd)
 
 
-def test_positions_include_files_being_drained(log: Path, clock: Clock) -> None:
+def test_positions_include_files_being_drained(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     writer = open(log, "ab")
@@ -320,7 +310,7 @@ def test_positions_include_files_being_drained(log: Path, clock: Clock) -> None:
     writer.close()
 
 
-def test_copytruncate_reads_the_lines_it_missed_from_the_copy(log: Path, clock: Clock) -> None:
+def test_copytruncate_reads_the_lines_it_missed_from_the_copy(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     append(log, b"line-1\nline-2\n")
@@ -337,7 +327,7 @@ def test_copytruncate_reads_the_lines_it_missed_from_the_copy(log: Path, clock: 
     assert stream.stats.rotations["truncate"] == 1 and stream.draining == 0
 
 
-def test_truncation_outgrown_before_we_looked_is_still_noticed(log: Path, clock: Clock) -> None:
+def test_truncation_outgrown_before_we_looked_is_still_noticed(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)
     append(log, b"aaaa-1\n")

@@ -17,22 +17,15 @@ from pathlib import Path
 import pytest
 
 from logtaild.filestream import FileStream
+from tests.support.clock import FakeClock
 
 GRACE = 1.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class _Writer:
     """An append-mode file handle that remembers whether its file was deleted."""
 
-    def __init__(self, path: Path, clock: Clock) -> None:
+    def __init__(self, path: Path, clock: FakeClock) -> None:
         self.handle = open(path, "ab", buffering=0)
         self.deleted = False
         self.clock = clock
@@ -49,7 +42,7 @@ class _Writer:
         self.handle.close()
 
 
-def _open(path: Path, clock: Clock) -> _Writer:
+def _open(path: Path, clock: FakeClock) -> _Writer:
     return _Writer(path, clock)
 
 
@@ -60,7 +53,7 @@ class World:
         self.path = folder / "access.log"
         self.folder = folder
         self.rng = rng
-        self.clock = Clock()
+        self.clock = FakeClock(0.0)
         self.written: set[bytes] = set()
         self.read: list[bytes] = []
         self.seq = 0

@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 
 from logtaild.sdnotify import Notifier, socket_address, watchdog_interval
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def receive(sock: socket.socket) -> list[str]:
@@ -69,7 +62,7 @@ def test_messages_reach_the_socket(listener: tuple[socket.socket, str]) -> None:
 
 def test_watchdog_pings_at_half_the_period(listener: tuple[socket.socket, str]) -> None:
     sock, value = listener
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     notifier = Notifier({"NOTIFY_SOCKET": value, "WATCHDOG_USEC": "2000000",
                          "WATCHDOG_PID": str(os.getpid())}, clock=clock)
     assert notifier.watchdog == 1.0

@@ -12,16 +12,9 @@ from logtaild.exporter import FileSnapshot, Objective, Snapshot
 from logtaild.filestream import StreamStats
 from logtaild.status import StatusBoard, judge, quantile
 from logtaild.window import escape
+from tests.support.clock import FakeClock
 
 BOUNDS = [0.1, 0.5, 1.0]  # seconds; slots hold one count per bucket plus +Inf
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Counts:
@@ -47,7 +40,7 @@ class Counts:
         return Snapshot([file], "9.9", last_tick=self.last_tick)
 
 
-def board(counts: Counts, clock: Clock) -> StatusBoard:
+def board(counts: Counts, clock: FakeClock) -> StatusBoard:
     return StatusBoard(counts.snapshot, window=30.0, spacing=5.0, clock=clock, wall=lambda: 5000.5)
 
 
@@ -78,7 +71,7 @@ def test_colours(requests: int, errors: float | None, slow: float | None, p95: f
 
 
 def test_rates_come_from_a_short_moving_window() -> None:
-    counts, clock = Counts({"/slow": Objective(latency_threshold_s=0.1)}), Clock()
+    counts, clock = Counts({"/slow": Objective(latency_threshold_s=0.1)}), FakeClock(1000.0)
     b = board(counts, clock)                       # sample at t=0
     for step in range(1, 7):                       # 60 s of 10 req/s on /, views every 10 s
         counts.add("/", "200", 100)
@@ -108,7 +101,7 @@ def test_rates_come_from_a_short_moving_window() -> None:
 
 
 def test_after_a_quiet_spell_the_span_says_how_old_the_baseline_is() -> None:
-    counts, clock = Counts(), Clock()
+    counts, clock = Counts(), FakeClock(1000.0)
     b = board(counts, clock)
     counts.add("/", "200", 3600)
     clock.now += 3600
@@ -124,7 +117,7 @@ def test_after_a_quiet_spell_the_span_says_how_old_the_baseline_is() -> None:
 
 
 def test_files_and_loop() -> None:
-    counts, clock = Counts(), Clock()
+    counts, clock = Counts(), FakeClock(1000.0)
     status = board(counts, clock).status()
     [file] = status["files"]
     assert (file["path"], file["inode"], file["offset"], file["lag_bytes"], file["last_rotation"]) == (
@@ -180,7 +173,7 @@ PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", 
 @settings(max_examples=80, deadline=None, derandomize=True, database=None)
 @given(st.lists(st.text(min_size=1, max_size=50), min_size=1, max_size=5, unique=True))
 def test_no_route_can_add_markup_to_the_page(routes: list[str]) -> None:
-    counts, clock = Counts(), Clock()
+    counts, clock = Counts(), FakeClock(1000.0)
     for route in routes:
         counts.add(route, "200", 1)
     status, headers, body = serve(board(counts, clock), "/")
@@ -193,7 +186,7 @@ def test_no_route_can_add_markup_to_the_page(routes: list[str]) -> None:
 
 
 def test_the_page_forbids_script_and_the_json_cannot_be_sniffed_as_html() -> None:
-    counts, clock = Counts(), Clock()
+    counts, clock = Counts(), FakeClock(1000.0)
     b = board(counts, clock)
     counts.add("/<script>alert(1)</script>", "500", 3)
     clock.now += 2
@@ -216,7 +209,7 @@ def test_the_page_forbids_script_and_the_json_cannot_be_sniffed_as_html() -> Non
 
 
 def test_other_paths_pass_through_and_take_a_sample_when_due() -> None:
-    counts, clock = Counts(), Clock()
+    counts, clock = Counts(), FakeClock(1000.0)
     b = board(counts, clock)
     assert serve(b, "/metrics")[2] == b"inner" and len(b._ring) == 1
     clock.now += 6

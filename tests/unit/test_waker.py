@@ -20,19 +20,12 @@ from logtaild import waker as waker_mod
 from logtaild.config import Config, FileConfig
 from logtaild.service import Service
 from logtaild.waker import Waker, hold_for
+from tests.support.clock import FakeClock
 
 LONG = 10.0  # a hint must end a wait long before this; only reached if the test fails
 SHORT = 0.05  # a wait that must time out (nothing relevant happens)
 LINE = b"1.1.1.1\tGET /a\t200\t10\t5\n"
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeHints:
@@ -62,7 +55,7 @@ class FakeHints:
 
 @pytest.fixture
 def fake() -> tuple[Waker, FakeHints, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     hints = FakeHints(clock)
     return Waker(0.25, min_gap=0.04, clock=clock, hints=hints), hints, clock
 
@@ -330,7 +323,7 @@ def test_event_hints_keep_a_held_back_hint_for_the_next_wait() -> None:
 
 def test_waker_watches_a_symlinks_target_folder_too(tmp_path: Path) -> None:
     seen: list[tuple[str, str]] = []
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     hints = FakeHints(clock)
     hints.watch = lambda folder, name: seen.append((folder, name))  # type: ignore[method-assign]
     (tmp_path / "real").mkdir()
