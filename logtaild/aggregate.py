@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from logtaild.formats import (
     MAX_BYTES, REASONS, ParseError, parse_bytes, parse_latency_ms, parse_request, parse_status,
-    parse_tsv,
+    parse_tsv, path_part,
 )
 from logtaild.record import AccessRecord
 from logtaild.routes import RouteLimiter, normalize_id_bytes
@@ -125,11 +125,8 @@ class Aggregator:
                 raise ParseError("fields", f"{len(fields)} fields")
             request, status = fields[1], fields[2]
             raw_key = request + b"\t" + status
-            slot = self._cache.get(raw_key)
-            if slot is None:
-                path_key = self._path_key(request, status)
-                slot = self._paths.get(path_key) if path_key else None
-                labels = self._labels(request, status) if slot is None else None
+            slot = self._cache.get(raw_key) or self._known_slot(raw_key)
+            labels = self._labels(request, status) if slot is None else None
             size = parse_bytes(fields[3])
             latency = parse_latency_ms(fields[4]) if len(fields) == 5 else None
         except ParseError as exc:
@@ -140,8 +137,7 @@ class Aggregator:
             slot = self.slot_for_admitted(self.limiter.admit_normalized(route), method, status_label)
             if len(self._paths) >= self._cache_max:
                 self._paths.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
-            self._paths[path_key] = slot
-        if raw_key not in self._cache:
+            self._paths[self._path_key(request, status)] = slot  # a valid request has a path key
             self._remember_raw(raw_key, slot)
         slot[COUNT] += 1
         slot[BYTES] += size
@@ -181,7 +177,7 @@ class Aggregator:
         words = request.split(b" ")
         if len(words) not in (2, 3) or not words[1]:
             return None
-        path = words[1].partition(b"?")[0].partition(b"#")[0]  # formats.path_part, inlined
+        path = path_part(words[1])
         if self._ids_as_bytes and path[:1] == b"/":
             path = normalize_id_bytes(path)
         return words[0], path, status
