@@ -13,10 +13,11 @@ from typing import Any
 import click
 import yaml
 
-from logtaild import __version__, modes
+from logtaild import __version__
+from logtaild.run import modes
 from logtaild.config import Config, ConfigError, FileConfig, check, load, to_dict
-from logtaild.exporter import ListenError
-from logtaild.webconfig import load_web_config
+from logtaild.export.exporter import ListenError
+from logtaild.export.webconfig import load_web_config
 
 EPILOG = """\b
 Examples:

@@ -17,8 +17,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from logtaild.exporter import serve
-from logtaild.webconfig import load_web_config
+from logtaild.export.exporter import serve
+from logtaild.export.webconfig import load_web_config
 from tests.support.certs import Pki, make_pki
 from tests.support.daemon import ROOT, Daemon, free_port, wait_for
 from tests.support.tools import require_tool

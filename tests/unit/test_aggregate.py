@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logtaild.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Aggregator
-from logtaild.formats import REASONS, ParseError, parse_tsv
-from logtaild.record import AccessRecord
-from logtaild.routes import OVERFLOW_ROUTE, RouteLimiter
+from logtaild.count.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Aggregator
+from logtaild.count.formats import REASONS, ParseError, parse_tsv
+from logtaild.count.record import AccessRecord
+from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter
 
 BOUNDS_MS = [5.0, 10.0, 25.0, 100.0, 500.0, 1000.0]
 RULES = [(r"^/blog/.+", "/blog/*")]

@@ -19,7 +19,7 @@ from logtaild.config import (
     DEFAULT_BUCKETS, Config, ConfigError, FileConfig, GeneratorConfig, HistogramConfig, RoutesConfig, RuleConfig,
     SloConfig, load, to_dict,
 )
-from logtaild.formats import make_parser
+from logtaild.count.formats import make_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "config.example.yaml"

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from logtaild import cron, modes
-from logtaild.checkpoint import Checkpointer
+from logtaild.run import cron, modes
+from logtaild.tail.checkpoint import Checkpointer
 from logtaild.config import Config, FileConfig
-from logtaild.filestream import FileStream
+from logtaild.tail.filestream import FileStream
 
 LINE = b"10.0.0.1\tGET /r/%d\t%d\t100\t%d\n"
 

@@ -10,10 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from logtaild import exporter
-from logtaild.exporter import (FileSnapshot, ListenError, LogtaildCollector, Objective, Snapshot, make_app,
+from logtaild.export import exporter
+from logtaild.export.exporter import (FileSnapshot, ListenError, LogtaildCollector, Objective, Snapshot, make_app,
                                serve)
-from logtaild.filestream import StreamStats
+from logtaild.tail.filestream import StreamStats
 
 PATH = "/var/log/app/access.tsv"
 BOUNDS_S = [0.005, 0.01, 0.1, 0.5, 1.0]

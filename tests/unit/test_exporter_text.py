@@ -18,11 +18,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.utils import floatToGoString
 
-from logtaild.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM
-from logtaild.exporter import (FileSnapshot, LogtaildCollector, LogtaildRegistry, Objective, Snapshot,
+from logtaild.count.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM
+from logtaild.export.exporter import (FileSnapshot, LogtaildCollector, LogtaildRegistry, Objective, Snapshot,
                                build_registry, make_app, serve)
-from logtaild.exposition import chunks, escape_value, label_string
-from logtaild.filestream import StreamStats
+from logtaild.export.exposition import chunks, escape_value, label_string
+from logtaild.tail.filestream import StreamStats
 
 BOUNDS_S = [0.005, 0.01, 0.1, 0.5, 1.0]
 HOSTILE = ["/a\\b", "/100%25%s%%b%", '/q"uote', "/new\nline", "/\\n literal", '/all\\"\n\\\\', "/x}{,=le=\"1\"", "/ünï©ødé",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from logtaild.filestream import FileStream, Position, validates
+from logtaild.tail.filestream import FileStream, Position, validates
 from tests.support.clock import FakeClock
 
 

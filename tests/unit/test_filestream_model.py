@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from logtaild.filestream import FileStream
+from logtaild.tail.filestream import FileStream
 from tests.support.clock import FakeClock
 
 GRACE = 1.0

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from logtaild.formats import REASONS, ParseError, parse_bytes, parse_latency_ms, parse_status, parse_tsv
-from logtaild.record import AccessRecord
+from logtaild.count.formats import REASONS, ParseError, parse_bytes, parse_latency_ms, parse_status, parse_tsv
+from logtaild.count.record import AccessRecord
 
 IP = b"10.0.0.1"
 

@@ -13,14 +13,14 @@ from types import SimpleNamespace
 import pytest
 
 from logtaild import config as config_module
-from logtaild.aggregate import Aggregator
+from logtaild.count.aggregate import Aggregator
 from logtaild.config import FileConfig
-from logtaild.formats import (
+from logtaild.count.formats import (
     JSON_FIELDS, MAX_SERVICES, NO_REQUEST, PARSERS, ParseError, make_combined_parser, make_json_parser,
     make_parser, parse_combined, parse_json, parse_tsv, unescape_logged,
 )
-from logtaild.record import AccessRecord
-from logtaild.routes import RouteLimiter
+from logtaild.count.record import AccessRecord
+from logtaild.count.routes import RouteLimiter
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 APACHE = FIXTURES / "apache-combined-3000.log"

@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from logtaild.aggregate import COUNT, Aggregator
-from logtaild.exporter import FileSnapshot, Snapshot, build_registry
-from logtaild.filestream import FileStream
-from logtaild.formats import PARSERS, REASONS, ParseError
-from logtaild.record import AccessRecord
-from logtaild.routes import RouteLimiter
-from logtaild.window import escape, format_report
+from logtaild.count.aggregate import COUNT, Aggregator
+from logtaild.export.exporter import FileSnapshot, Snapshot, build_registry
+from logtaild.tail.filestream import FileStream
+from logtaild.count.formats import PARSERS, REASONS, ParseError
+from logtaild.count.record import AccessRecord
+from logtaild.count.routes import RouteLimiter
+from logtaild.count.window import escape, format_report
 
 #: By default a fixed (derandomized) set of examples, so CI is deterministic; HOSTILE_EXAMPLES=2000
 #: explores that many random ones per test instead.
@@ -117,7 +117,7 @@ def test_pathological_lines_are_malformed_not_crashes(fmt: str, line: bytes) -> 
 # ---- the aggregator and the exposition --------------------------------------------------------------------
 
 def exposition(agg: Aggregator, bounds_s: list[float]) -> str:
-    from logtaild.filestream import StreamStats
+    from logtaild.tail.filestream import StreamStats
 
     def snap() -> Snapshot:
         return Snapshot([FileSnapshot("access.log", {}, agg.snapshot(), bounds_s, agg.lines, dict(agg.malformed),

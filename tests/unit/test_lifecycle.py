@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from logtaild.config import Config, ConfigError, FileConfig, RoutesConfig, RuleConfig, SloConfig
-from logtaild.service import Service
+from logtaild.run.service import Service
 
 LINE = b"1.1.1.1\tGET /users/%d\t200\t10\t5\n"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import logtaild.service as service
+import logtaild.run.service as service
 from logtaild.config import Config, FileConfig, RoutesConfig
-from logtaild.filestream import FileStream
-from logtaild.parallel import RangeJob
-from logtaild.routes import OVERFLOW_ROUTE
+from logtaild.tail.filestream import FileStream
+from logtaild.run.parallel import RangeJob
+from logtaild.count.routes import OVERFLOW_ROUTE
 
 
 def write_log(path: Path, lines: int) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtaild.routes import ID_PLACEHOLDER, OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, normalize_ids
+from logtaild.count.routes import ID_PLACEHOLDER, OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, normalize_ids
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from logtaild.sdnotify import Notifier, socket_address, watchdog_interval
+from logtaild.run.sdnotify import Notifier, socket_address, watchdog_interval
 from tests.support.clock import FakeClock
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from logtaild import checkpoint
-from logtaild.checkpoint import Checkpointer, State
-from logtaild.filestream import Position
+from logtaild.tail import checkpoint
+from logtaild.tail.checkpoint import Checkpointer, State
+from logtaild.tail.filestream import Position
 
 POSITION = Position(1, 2, 30, "ab" * 32, 30, "cd" * 32)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from logtaild import waker as waker_mod
+from logtaild.tail import waker as waker_mod
 from logtaild.config import Config, FileConfig
-from logtaild.service import Service
-from logtaild.waker import Waker, hold_for
+from logtaild.run.service import Service
+from logtaild.tail.waker import Waker, hold_for
 from tests.support.clock import FakeClock
 
 LONG = 10.0  # a hint must end a wait long before this; only reached if the test fails

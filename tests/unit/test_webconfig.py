@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logtaild.config import ConfigError
-from logtaild.webconfig import BasicAuth, load_web_config, parse_web_config, protect
+from logtaild.export.webconfig import BasicAuth, load_web_config, parse_web_config, protect
 from tests.support.certs import Pki, make_pki
 
 PASSWORD = "s3cret-Pa55"

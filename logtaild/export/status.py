@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from logtaild.aggregate import BUCKETS, COUNT
-from logtaild.exporter import Objective, Snapshot
-from logtaild.window import escape, format_qps
+from logtaild.count.aggregate import BUCKETS, COUNT
+from logtaild.export.exporter import Objective, Snapshot
+from logtaild.count.window import escape, format_qps
 
 WINDOW = 30.0
 SPACING = 5.0

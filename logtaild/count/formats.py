@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from logtaild.record import AccessRecord
+from logtaild.count.record import AccessRecord
 
 #: Reasons a line is malformed; they are the values of the `reason` label.
 REASONS = ("fields", "request", "status", "bytes", "latency", "encoding")

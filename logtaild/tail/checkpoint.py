@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from logtaild.filestream import Position
+from logtaild.tail.filestream import Position
 
 log = logging.getLogger("logtaild.checkpoint")
 

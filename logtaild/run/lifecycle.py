@@ -35,12 +35,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from logtaild.config import Config, ConfigError, FileConfig
-from logtaild.parallel import RangeResult, merge
-from logtaild.sdnotify import Notifier
+from logtaild.run.parallel import RangeResult, merge
+from logtaild.run.sdnotify import Notifier
 
 if TYPE_CHECKING:
-    from logtaild.aggregate import Aggregator
-    from logtaild.service import Service
+    from logtaild.count.aggregate import Aggregator
+    from logtaild.run.service import Service
 
 log = logging.getLogger("logtaild")
 

@@ -15,12 +15,12 @@ import math
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
-from logtaild.formats import (
+from logtaild.count.formats import (
     MAX_BYTES, REASONS, ParseError, parse_bytes, parse_latency_ms, parse_request, parse_status,
     parse_tsv, path_part,
 )
-from logtaild.record import AccessRecord
-from logtaild.routes import RouteLimiter, normalize_id_bytes
+from logtaild.count.record import AccessRecord
+from logtaild.count.routes import RouteLimiter, normalize_id_bytes
 
 SlotKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
 Slot = list  # [count, bytes, latency_sum_ms, per-bucket counts...]; a list for in-place speed

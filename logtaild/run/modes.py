@@ -32,7 +32,7 @@ def check_flags(options: dict[str, Any], config: Config) -> None:
 
 def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> int:
     """Run the command as the flags say; returns the exit code. `load(options)` gives the config."""
-    from logtaild.service import Service  # imported here: the CLI's --help needs none of it
+    from logtaild.run.service import Service  # imported here: the CLI's --help needs none of it
 
     if options.get("detach") and options.get("config"):
         options = {**options, "config": os.path.abspath(options["config"])}  # for SIGHUP, from cwd /
@@ -41,7 +41,7 @@ def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> in
     if options.get("once"):
         if not config.state_file:
             return Service(config, once=True).run()
-        from logtaild import cron
+        from logtaild.run import cron
 
         try:
             timeout = options.get("lock_timeout")
@@ -56,7 +56,7 @@ def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> in
     def daemon(out: TextIO | None = None) -> int:
         if not config.state_file:
             return Service(config, out=out, reloader=reloader).run()
-        from logtaild import cron
+        from logtaild.run import cron
 
         try:  # a second daemon or a cron run on the same state file would count lines twice
             with cron.state_lock(config.state_file, 0):
@@ -66,7 +66,7 @@ def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> in
                               f"({config.state_file}.lock is locked)") from None
 
     if options.get("detach"):
-        from logtaild import detach
+        from logtaild.run import detach
 
         cwd = os.getcwd()
         config = detach.absolute_paths(config, cwd)

@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from logtaild.aggregate import Aggregator, SlotKey
-from logtaild.filestream import read_range
-from logtaild.routes import OVERFLOW_ROUTE
+from logtaild.count.aggregate import Aggregator, SlotKey
+from logtaild.tail.filestream import read_range
+from logtaild.count.routes import OVERFLOW_ROUTE
 
 
 @dataclass

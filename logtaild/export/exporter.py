@@ -32,12 +32,12 @@ from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.utils import floatToGoString
 
-from logtaild.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Slot, SlotKey
-from logtaild.exposition import (HISTOGRAM, Family, Group, HistogramValue, LabelCache, LabelText, Number, Scrape, chunks,
+from logtaild.count.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Slot, SlotKey
+from logtaild.export.exposition import (HISTOGRAM, Family, Group, HistogramValue, LabelCache, LabelText, Number, Scrape, chunks,
                                  render, to_float)
-from logtaild.filestream import StreamStats
-from logtaild.routes import OVERFLOW_ROUTE
-from logtaild.webconfig import tls_server_class
+from logtaild.tail.filestream import StreamStats
+from logtaild.count.routes import OVERFLOW_ROUTE
+from logtaild.export.webconfig import tls_server_class
 
 Labels = dict[str, str]
 

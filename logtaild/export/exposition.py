@@ -29,7 +29,7 @@ from operator import add
 from prometheus_client.openmetrics.exposition import escape_label_name
 from prometheus_client.utils import floatToGoString
 
-from logtaild.aggregate import SlotKey
+from logtaild.count.aggregate import SlotKey
 
 Labels = dict[str, str]
 Number = int | float
