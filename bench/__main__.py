@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             elif phase == "profile":
                 path, exp = need_log()
                 results["profile"] = profile.run(ctx, path, exp.lines)
-        except Exception as exc:  # noqa: BLE001 - one phase failing must not lose the others' figures
+        except Exception as exc:
             failed = True
             results.setdefault("errors", {})[phase] = f"{type(exc).__name__}: {exc}"
             ctx.log(f"phase {phase} failed: {type(exc).__name__}: {exc}")

@@ -53,8 +53,8 @@ def compare(expected: Expected, requests: Requests, hist: Hist | None, what: str
 
 def check_logtaild(path: Path, expected: Expected) -> tuple[Comparison, float]:
     """One in-process pass of logtaild's Service over `path`; (comparison, seconds)."""
-    from logtaild.count.aggregate import BUCKETS, BYTES, COUNT
     from logtaild.config import Config, FileConfig
+    from logtaild.count.aggregate import BUCKETS, BYTES, COUNT
     from logtaild.run.service import Service
 
     config = Config(files=(FileConfig(str(path)),), from_start=True)

@@ -1,5 +1,6 @@
 """logtaild: follow a rotating web access log, report per-route QPS and export Prometheus metrics."""
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("logtaild")

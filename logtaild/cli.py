@@ -14,10 +14,10 @@ import click
 import yaml
 
 from logtaild import __version__
-from logtaild.run import modes
 from logtaild.config import Config, ConfigError, FileConfig, check, load, to_dict
 from logtaild.export.exporter import ListenError
 from logtaild.export.webconfig import load_web_config
+from logtaild.run import modes
 
 EPILOG = """\b
 Examples:

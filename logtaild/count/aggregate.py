@@ -16,8 +16,15 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 
 from logtaild.count.formats import (
-    MAX_BYTES, REASONS, ParseError, parse_bytes, parse_latency_ms, parse_request, parse_status,
-    parse_tsv, path_part,
+    MAX_BYTES,
+    REASONS,
+    ParseError,
+    parse_bytes,
+    parse_latency_ms,
+    parse_request,
+    parse_status,
+    parse_tsv,
+    path_part,
 )
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import RouteLimiter, normalize_id_bytes

@@ -33,11 +33,22 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.utils import floatToGoString
 
 from logtaild.count.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Slot, SlotKey
-from logtaild.export.exposition import (HISTOGRAM, Family, Group, HistogramValue, LabelCache, LabelText, Number, Scrape, chunks,
-                                 render, to_float)
-from logtaild.tail.filestream import StreamStats
 from logtaild.count.routes import OVERFLOW_ROUTE
+from logtaild.export.exposition import (
+    HISTOGRAM,
+    Family,
+    Group,
+    HistogramValue,
+    LabelCache,
+    LabelText,
+    Number,
+    Scrape,
+    chunks,
+    render,
+    to_float,
+)
 from logtaild.export.webconfig import tls_server_class
+from logtaild.tail.filestream import StreamStats
 
 Labels = dict[str, str]
 
@@ -387,7 +398,7 @@ def make_app(registry: CollectorRegistry, pages: dict[str, Page]) -> WsgiApp:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature from the stdlib
+    def log_message(self, format: str, *args: Any) -> None:
         """Access logging off: scrapes every few seconds would flood the journal."""
 
 

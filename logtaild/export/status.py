@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logtaild.count.aggregate import BUCKETS, COUNT
-from logtaild.export.exporter import Objective, Snapshot
 from logtaild.count.window import escape, format_qps
+from logtaild.export.exporter import Objective, Snapshot
 
 WINDOW = 30.0
 SPACING = 5.0

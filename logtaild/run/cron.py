@@ -36,11 +36,11 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from logtaild.config import Config, FileConfig
+from logtaild.count.window import Window
 from logtaild.export.exporter import Snapshot, write_textfile
-from logtaild.tail.filestream import StreamStats
 from logtaild.run.parallel import RangeResult, merge
 from logtaild.run.service import Service
-from logtaild.count.window import Window
+from logtaild.tail.filestream import StreamStats
 
 log = logging.getLogger("logtaild")
 

@@ -156,7 +156,7 @@ def run_detached(body: Callable[[TextIO | None], int], *, pidfile: str, log_file
     stream = None
     if log_file is not None:
         try:
-            stream = open(os.path.abspath(log_file), "a", buffering=1, encoding="utf-8",  # noqa: SIM115
+            stream = open(os.path.abspath(log_file), "a", buffering=1, encoding="utf-8",
                           errors="backslashreplace")
         except OSError as exc:
             raise ConfigError(f"--log-file {log_file}: {exc.strerror or exc}") from None

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from logtaild.count.aggregate import Aggregator, SlotKey
-from logtaild.tail.filestream import read_range
 from logtaild.count.routes import OVERFLOW_ROUTE
+from logtaild.tail.filestream import read_range
 
 
 @dataclass

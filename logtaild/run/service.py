@@ -19,19 +19,19 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from logtaild import __version__
-from logtaild.count.aggregate import Aggregator
-from logtaild.tail.checkpoint import Checkpointer, State
 from logtaild.config import Config, FileConfig, parse_listen
-from logtaild.export.exporter import FileSnapshot, Objective, Snapshot, build_registry, make_app, serve
-from logtaild.tail.filestream import FileStream, Position
+from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import make_parser
+from logtaild.count.routes import RouteLimiter
+from logtaild.count.window import Window, WindowKey, escape, format_report
+from logtaild.export.exporter import FileSnapshot, Objective, Snapshot, build_registry, make_app, serve
+from logtaild.export.status import StatusBoard
+from logtaild.export.webconfig import load_web_config, protect
 from logtaild.run.lifecycle import Lifecycle
 from logtaild.run.parallel import RangeJob, merge, usable_cores
-from logtaild.count.routes import RouteLimiter
-from logtaild.export.status import StatusBoard
+from logtaild.tail.checkpoint import Checkpointer, State
+from logtaild.tail.filestream import FileStream, Position
 from logtaild.tail.waker import Waker
-from logtaild.export.webconfig import load_web_config, protect
-from logtaild.count.window import Window, WindowKey, escape, format_report
 
 log = logging.getLogger("logtaild")
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver
-    from watchdog.observers.inotify_c import InotifyEvent, InotifyFD, Mask, WatchDescriptor
+    from watchdog.observers.inotify_c import InotifyEvent, Mask, WatchDescriptor
 
 log = logging.getLogger("logtaild.waker")
 
@@ -170,7 +170,8 @@ class _InotifyHints:
     """
 
     def __init__(self) -> None:
-        from watchdog.observers.inotify_c import CallbackId, InotifyConstants as IN, InotifyFD, Mask
+        from watchdog.observers.inotify_c import CallbackId, InotifyFD, Mask
+        from watchdog.observers.inotify_c import InotifyConstants as IN
 
         self._inotify = InotifyFD()  # "direct construction creates independent instances": no thread
         fd = getattr(self._inotify, "_inotify_fd", None)  # private: watchdog only reads it in its thread
@@ -322,8 +323,15 @@ class _EventHints:
         """Hint about anything in `folder` (watchdog filters nothing; each folder is scheduled once)."""
         if self._observer is None or folder in self._watched:
             return
-        from watchdog.events import (DirDeletedEvent, DirMovedEvent, FileCreatedEvent, FileDeletedEvent,
-                                     FileModifiedEvent, FileMovedEvent, FileSystemEventHandler)
+        from watchdog.events import (
+            DirDeletedEvent,
+            DirMovedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+            FileSystemEventHandler,
+        )
 
         hint = self.hint
 

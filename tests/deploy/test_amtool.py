@@ -140,7 +140,7 @@ def muted(moment: dt.datetime) -> bool:
     ("2026-11-30 09:30", False),   # Monday again
 ])
 def test_quiet_hours_cover_nights_and_weekends(when, expected):
-    moment = dt.datetime.strptime(when, "%Y-%m-%d %H:%M").replace(tzinfo=dt.timezone.utc)
+    moment = dt.datetime.strptime(when, "%Y-%m-%d %H:%M").replace(tzinfo=dt.UTC)
     assert muted(moment) is expected
 
 
@@ -216,7 +216,7 @@ class _Sink(BaseHTTPRequestHandler):
     received: list[tuple[str, dict]] = []
     lock = threading.Lock()
 
-    def do_POST(self):  # noqa: N802 (http.server API)
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.lock:
             self.received.append((self.path, body))
@@ -362,7 +362,7 @@ def test_quiet_hours_hold_tickets_not_pages_and_notifications_render(alertmanage
 
     # Resolve it: the resolved notification reads differently.
     resolved = alert(alertname="LogtaildNotReading", severity="critical", job="quiet", instance="a:10181")
-    resolved["endsAt"] = dt.datetime.now(dt.timezone.utc).isoformat()
+    resolved["endsAt"] = dt.datetime.now(dt.UTC).isoformat()
     post_alerts(url, [resolved])
     assert wait_for(lambda: notified("logtaild-page", "LogtaildNotReading", status="resolved")), sink.received
 

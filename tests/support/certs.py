@@ -45,7 +45,7 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 def _cert(subject: str, key, issuer: str, issuer_key, *, ca: bool, server: bool = False,
           client: bool = False) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5))

@@ -6,8 +6,19 @@ from typing import Any
 
 import pytest
 
-from logtaild.config import (DEFAULT_BUCKETS, DEFAULT_PORT, Config, ConfigError, FileConfig, RuleConfig, build,
-                             check, load, parse_listen, to_dict)
+from logtaild.config import (
+    DEFAULT_BUCKETS,
+    DEFAULT_PORT,
+    Config,
+    ConfigError,
+    FileConfig,
+    RuleConfig,
+    build,
+    check,
+    load,
+    parse_listen,
+    to_dict,
+)
 
 
 def conf(data: dict[str, Any]) -> Config:

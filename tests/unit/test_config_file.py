@@ -16,8 +16,17 @@ import yaml
 
 from logtaild import cli
 from logtaild.config import (
-    DEFAULT_BUCKETS, Config, ConfigError, FileConfig, GeneratorConfig, HistogramConfig, RoutesConfig, RuleConfig,
-    SloConfig, load, to_dict,
+    DEFAULT_BUCKETS,
+    Config,
+    ConfigError,
+    FileConfig,
+    GeneratorConfig,
+    HistogramConfig,
+    RoutesConfig,
+    RuleConfig,
+    SloConfig,
+    load,
+    to_dict,
 )
 from logtaild.count.formats import make_parser
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from logtaild.config import Config, FileConfig
 from logtaild.run import cron, modes
 from logtaild.tail.checkpoint import Checkpointer
-from logtaild.config import Config, FileConfig
 from logtaild.tail.filestream import FileStream
 
 LINE = b"10.0.0.1\tGET /r/%d\t%d\t100\t%d\n"

@@ -11,8 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from logtaild.export import exporter
-from logtaild.export.exporter import (FileSnapshot, ListenError, LogtaildCollector, Objective, Snapshot, make_app,
-                               serve)
+from logtaild.export.exporter import FileSnapshot, ListenError, LogtaildCollector, Objective, Snapshot, make_app, serve
 from logtaild.tail.filestream import StreamStats
 
 PATH = "/var/log/app/access.tsv"

@@ -19,8 +19,16 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from prometheus_client.utils import floatToGoString
 
 from logtaild.count.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM
-from logtaild.export.exporter import (FileSnapshot, LogtaildCollector, LogtaildRegistry, Objective, Snapshot,
-                               build_registry, make_app, serve)
+from logtaild.export.exporter import (
+    FileSnapshot,
+    LogtaildCollector,
+    LogtaildRegistry,
+    Objective,
+    Snapshot,
+    build_registry,
+    make_app,
+    serve,
+)
 from logtaild.export.exposition import chunks, escape_value, label_string
 from logtaild.tail.filestream import StreamStats
 
@@ -152,7 +160,7 @@ def test_the_label_cache_follows_changing_series() -> None:
     state["snap"] = changed
     assert _text(collector) == generate_latest(_registry(collector))
     # only the series of the last scrape are kept
-    cached = collector._labels.slots  # noqa: SLF001 - the cache's bound is the point of this test
+    cached = collector._labels.slots
     assert sum(len(entries) for entries in cached.values()) == len({
         (tuple(f.labels.items()), key) for f in changed.files for key, _slot in f.slots})
     assert not any(key[0] == "/" and key[2] == "200" and key[1] == "GET" and fkey == (("env", "dev"), ("team", "core"))

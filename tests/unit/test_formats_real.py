@@ -13,11 +13,21 @@ from types import SimpleNamespace
 import pytest
 
 from logtaild import config as config_module
-from logtaild.count.aggregate import Aggregator
 from logtaild.config import FileConfig
+from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import (
-    JSON_FIELDS, MAX_SERVICES, NO_REQUEST, PARSERS, ParseError, make_combined_parser, make_json_parser,
-    make_parser, parse_combined, parse_json, parse_tsv, unescape_logged,
+    JSON_FIELDS,
+    MAX_SERVICES,
+    NO_REQUEST,
+    PARSERS,
+    ParseError,
+    make_combined_parser,
+    make_json_parser,
+    make_parser,
+    parse_combined,
+    parse_json,
+    parse_tsv,
+    unescape_logged,
 )
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import RouteLimiter

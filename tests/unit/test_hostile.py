@@ -20,12 +20,12 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from logtaild.count.aggregate import COUNT, Aggregator
-from logtaild.export.exporter import FileSnapshot, Snapshot, build_registry
-from logtaild.tail.filestream import FileStream
 from logtaild.count.formats import PARSERS, REASONS, ParseError
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import escape, format_report
+from logtaild.export.exporter import FileSnapshot, Snapshot, build_registry
+from logtaild.tail.filestream import FileStream
 
 #: By default a fixed (derandomized) set of examples, so CI is deterministic; HOSTILE_EXAMPLES=2000
 #: explores that many random ones per test instead.

@@ -9,9 +9,9 @@ import pytest
 
 import logtaild.run.service as service
 from logtaild.config import Config, FileConfig, RoutesConfig
-from logtaild.tail.filestream import FileStream
-from logtaild.run.parallel import RangeJob
 from logtaild.count.routes import OVERFLOW_ROUTE
+from logtaild.run.parallel import RangeJob
+from logtaild.tail.filestream import FileStream
 
 
 def write_log(path: Path, lines: int) -> None:

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtaild.export.exporter import FileSnapshot, Objective, Snapshot
-from logtaild.tail.filestream import StreamStats
-from logtaild.export.status import StatusBoard, judge, quantile
 from logtaild.count.window import escape
+from logtaild.export.exporter import FileSnapshot, Objective, Snapshot
+from logtaild.export.status import StatusBoard, judge, quantile
+from logtaild.tail.filestream import StreamStats
 from tests.support.clock import FakeClock
 
 BOUNDS = [0.1, 0.5, 1.0]  # seconds; slots hold one count per bucket plus +Inf

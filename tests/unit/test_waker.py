@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from logtaild.tail import waker as waker_mod
 from logtaild.config import Config, FileConfig
 from logtaild.run.service import Service
+from logtaild.tail import waker as waker_mod
 from logtaild.tail.waker import Waker, hold_for
 from tests.support.clock import FakeClock
 
@@ -228,7 +228,8 @@ def test_inotify_watching_again_is_a_no_op(inotify) -> None:
 
 @linux_only
 def test_inotify_relevance_of_each_kind_of_event(inotify) -> None:
-    from watchdog.observers.inotify_c import InotifyConstants as IN, InotifyEvent
+    from watchdog.observers.inotify_c import InotifyConstants as IN
+    from watchdog.observers.inotify_c import InotifyEvent
 
     hints, _log = inotify
     (wd,) = hints._seen.watched.values()
