@@ -33,14 +33,14 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any
 
 from logtaild.config import Config, FileConfig
 from logtaild.count.aggregate import SlotKey
 from logtaild.count.window import Window
 from logtaild.export.exporter import Snapshot, write_textfile
 from logtaild.run.parallel import RangeResult, merge
-from logtaild.run.service import Service
+from logtaild.run.service import ReportOut, Service
 from logtaild.tail.filestream import StreamStats
 
 log = logging.getLogger("logtaild")
@@ -111,7 +111,7 @@ class CronRun:
     the "created since" rule for where a path is read from, and the textfile.
     """
 
-    def __init__(self, config: Config, *, textfile: str | None = None, out: TextIO | None = None) -> None:
+    def __init__(self, config: Config, *, textfile: str | None = None, out: ReportOut | None = None) -> None:
         self.config = config
         self.textfile = textfile
         self._previous: dict[str, Any] = {}

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from logtaild.config import Config, ConfigError
+
+if TYPE_CHECKING:  # the type only: the CLI's --help imports none of the service
+    from logtaild.run.service import ReportOut
 
 DEFAULT_LOCK_TIMEOUT = 10.0
 
@@ -53,7 +56,7 @@ def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> in
 
     reloader = lambda: load(options)  # noqa: E731 - SIGHUP: the config file again, the flags on top
 
-    def daemon(out: TextIO | None = None) -> int:
+    def daemon(out: ReportOut | None = None) -> int:
         if not config.state_file:
             return Service(config, out=out, reloader=reloader).run()
         from logtaild.run import cron

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from logtaild import __version__
 from logtaild.config import Config, FileConfig, parse_listen
@@ -48,6 +48,14 @@ PARALLEL_MIN_BYTES = 32 << 20
 JOB_WAIT_AT_EXIT = 8.0
 MALFORMED_LOG_EVERY = 10.0
 STUCK_AFTER = 10.0
+
+class ReportOut(Protocol):
+    """Where reports go: stdout, a StringIO in tests, or detach's writer that logs each line to syslog."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
 
 #: `from_start_for(path, file_config)`: True when a path found by `scan()` must be read from its start
 #: (besides the usual rule); cron passes its "created since the last run" test
@@ -82,13 +90,13 @@ def _paths(pattern: str) -> list[str]:
 class Service:
     """The daemon (or, with `once`, a single pass over the files)."""
 
-    def __init__(self, config: Config, *, once: bool = False, out: TextIO | None = None,
+    def __init__(self, config: Config, *, once: bool = False, out: ReportOut | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  reloader: Callable[[], Config] | None = None,
                  from_start_for: FromStartFor | None = None) -> None:
         self.config = config
         self.once = once
-        self.out = out or sys.stdout
+        self.out: ReportOut = out or sys.stdout
         self.clock = clock
         self.lock = threading.Lock()
         self.sources: dict[str, Source] = {}
