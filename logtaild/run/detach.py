@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import daemon
 import daemon.pidfile
@@ -171,13 +171,7 @@ def run_detached(body: Callable[[ReportOut | None], int], *, pidfile: str, log_f
     lock = claim_pidfile(pidfile)
     if listen is not None:
         check_port(listen)
-    stream = None
-    if log_file is not None:
-        try:
-            stream = open(os.path.abspath(log_file), "a", buffering=1, encoding="utf-8",
-                          errors="backslashreplace")
-        except OSError as exc:
-            raise ConfigError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+    stream = _open_log_file(log_file) if log_file is not None else None
     context = daemon.DaemonContext(
         working_directory="/", umask=0o027, pidfile=lock, detach_process=True,
         stdout=stream, stderr=stream,
@@ -192,17 +186,29 @@ def run_detached(body: Callable[[ReportOut | None], int], *, pidfile: str, log_f
             raise
         raise AlreadyRunning(f"pidfile {pidfile} was taken by another instance ({exc})") from None
     try:
-        out: ReportOut | None = None
-        if stream is None:
-            _use_syslog()
-            out = _ReportToSyslog()
-        else:
-            sys.stdout = sys.stderr = stream  # line-buffered: every report and log line lands at once
-            for handler in logging.getLogger().handlers:
-                if isinstance(handler, logging.StreamHandler):
-                    handler.setStream(stream)
+        out = _log_to(stream)
         log.info("detached: pid %d, pidfile %s, %s", os.getpid(), pidfile,
                  f"log file {log_file}" if log_file else f"logging to syslog ({SYSLOG_SOCKET})")
         return body(out)
     finally:
         context.close()  # releases and removes the pidfile
+
+
+def _open_log_file(log_file: str) -> TextIO:
+    """The log file, opened in the foreground (so an error reaches the terminal) for appending."""
+    try:
+        return open(os.path.abspath(log_file), "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+    except OSError as exc:
+        raise ConfigError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+
+
+def _log_to(stream: TextIO | None) -> ReportOut | None:
+    """Once detached: log lines to `stream` (the log file), else to syslog; where reports go."""
+    if stream is None:
+        _use_syslog()
+        return _ReportToSyslog()
+    sys.stdout = sys.stderr = stream  # line-buffered: every report and log line lands at once
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+    return None
