@@ -109,8 +109,9 @@ class Service:
         self._reports = 0
         self.last_tick = time.time()
         self._last_tick_mono = clock()
-        # the loop's report window and when each periodic job is next due (set when the loop starts;
-        # until then no report is due, so `step()` reads everything there is)
+        # the loop's report window and when each periodic job is next due, set when the loop starts:
+        # until then no report is due, so `step()` reads everything there is; the first loop turn
+        # rescans the globs at once
         self._window = Window(self._last_tick_mono)
         self._report_at = math.inf
         self._checkpoint_at = self._malformed_log_at = self._rescan_at = 0.0
