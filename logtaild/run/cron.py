@@ -31,15 +31,16 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import Any
 
 from logtaild.config import Config, FileConfig
+from logtaild.count.aggregate import SlotKey
 from logtaild.count.window import Window
 from logtaild.export.exporter import Snapshot, write_textfile
 from logtaild.run.parallel import RangeResult, merge
-from logtaild.run.service import Service
+from logtaild.run.service import ReportOut, Service
 from logtaild.tail.filestream import StreamStats
 
 log = logging.getLogger("logtaild")
@@ -83,12 +84,12 @@ def state_lock(state_file: str, timeout: float) -> Iterator[None]:
 
 # ---- the cumulative counters in the state file ----------------------------------------------------
 
-def _series_in(entry: dict[str, Any], width: int, same_bounds: bool) -> dict:
+def _series_in(entry: dict[str, Any], width: int, same_bounds: bool) -> dict[SlotKey, list[float]]:
     """Stored series -> {SlotKey: slot}; histogram parts are dropped if the buckets changed."""
-    slots = {}
+    slots: dict[SlotKey, list[float]] = {}
     for route, method, status, labels, values in entry.get("series", []):
         key = (str(route), str(method), str(status), tuple((str(k), str(v)) for k, v in labels))
-        slot = [0, 0, 0.0] + [0] * (width - 3)
+        slot: list[float] = [0, 0, 0.0] + [0] * (width - 3)
         slot[0], slot[1] = int(values[0]), int(values[1])
         if same_bounds and len(values) == width:
             slot[2] = float(values[2])
@@ -97,19 +98,30 @@ def _series_in(entry: dict[str, Any], width: int, same_bounds: bool) -> dict:
     return slots
 
 
-def _series_out(slots: dict) -> list:
+def _series_out(slots: Mapping[SlotKey, Sequence[float]]) -> list[list[Any]]:
     return [[route, method, status, [list(pair) for pair in labels], list(slot)]
             for (route, method, status, labels), slot in slots.items()]
 
 
-class CronRun(Service):
-    """One cron pass (`--once` with a state file) with counters carried from run to run."""
+class CronRun:
+    """One cron pass (`--once` with a state file) with counters carried from run to run.
 
-    def __init__(self, config: Config, *, textfile: str | None = None, out: TextIO | None = None) -> None:
-        super().__init__(config, once=True, out=out)
+    It holds a `Service` (built with `once`) and drives that pass through the service's public API:
+    the service follows, counts, reports and checkpoints; this class adds the counters of earlier runs,
+    the "created since" rule for where a path is read from, and the textfile.
+    """
+
+    def __init__(self, config: Config, *, textfile: str | None = None, out: ReportOut | None = None) -> None:
+        self.config = config
         self.textfile = textfile
-        extra = self._state.extra.get(EXTRA_KEY)
         self._previous: dict[str, Any] = {}
+        self._known_paths: set[str] = set()
+        self._known_patterns: set[str] = set()
+        self._seeded_lines: dict[str, int] = {}
+        # drain grace 0: old files are finished now and closed, for no later poll will come
+        self.service = Service(dataclasses.replace(config, drain_grace=0.0), once=True, out=out,
+                               from_start_for=self._created_since)
+        extra = self.service.state.extra.get(EXTRA_KEY)
         if isinstance(extra, dict) and extra.get("version") == CRON_VERSION:
             self._previous = extra
         elif extra is not None:
@@ -118,42 +130,80 @@ class CronRun(Service):
         self._known_paths = set(self._previous.get("files", {}))
         self._known_patterns = set(self._previous.get("patterns", []))
 
-    def _add(self, path: str, file_config: FileConfig, from_start: bool) -> None:
-        """A path that earlier runs did not see, under a pattern they did, was created since: read it all."""
-        if self._previous and (path in self._known_paths or file_config.path in self._known_patterns):
-            from_start = True
-        super()._add(path, file_config, from_start)
+    def _created_since(self, path: str, file_config: FileConfig) -> bool:
+        """Read from its start: a path earlier runs followed (its checkpoint, when it still matches,
+        decides first), or a new match of a pattern they followed: a file created since."""
+        return bool(self._previous) and (path in self._known_paths or file_config.path in self._known_patterns)
+
+    def counted(self, path: str) -> int:
+        """Lines of `path` this run read (its total minus what earlier runs had counted)."""
+        return self.service.sources[path].agg.lines - self._seeded_lines.get(path, 0)
+
+    def run(self) -> int:
+        """The pass; its exit code (1: the state file or the textfile could not be written)."""
+        service = self.service
+        service.scan(initial=True)
+        start = service.clock()
+        self._seed()
+        window = Window(start, service.totals())
+        service.read_to_end()
+        counts, pass_length = window.close(service.totals(), service.clock())
+        now = time.time()
+        since_last = self._since_last(now)
+        length = since_last if since_last > 0 else pass_length
+        service.set_extra(EXTRA_KEY, self._dump(now))
+        service.last_tick = now
+        if not self._save():
+            log.error("the state file was not saved: no report, no textfile; the next run counts "
+                      "these lines")
+            return 1
+        service.write_report(counts, length)
+        if self.textfile:
+            try:
+                write_textfile(self.textfile, self.snapshot)
+            except OSError as exc:
+                log.error("cannot write the textfile %s: %s", self.textfile, exc.strerror or exc)
+                return 1
+        return 0
+
+    def _since_last(self, now: float) -> float:
+        """Seconds since the previous run ended (0 when there is no valid previous run)."""
+        last = self._previous.get("last_run")
+        return now - last if isinstance(last, (int, float)) and math.isfinite(last) else 0.0
+
+    def _save(self) -> bool:
+        """The final checkpoint (positions and counters in one write), then close; False if it failed."""
+        checkpointer = self.service.checkpointer
+        failures = checkpointer.failures if checkpointer else 0
+        self.service.checkpoint(force=True)
+        self.service.close()
+        return checkpointer is None or checkpointer.failures <= failures
 
     def _seed(self) -> None:
         """Load the cumulative counters into the fresh aggregators and stream stats."""
         files = self._previous.get("files", {})
-        bounds = [round(b * 1000, 9) for b in self._bounds_s]
+        bounds = [round(b * 1000, 9) for b in self.service.bounds_s]
         same_bounds = self._previous.get("bounds_ms") == bounds
         if files and not same_bounds:
             log.warning("histogram buckets changed since the last run; the histogram counters restart")
-        for path, source in self.sources.items():
+        for path, source in self.service.sources.items():
             entry = files.get(path)
             if not isinstance(entry, dict):
                 continue
             try:
                 slots = _series_in(entry, 3 + len(bounds) + 1, same_bounds)
                 malformed = {str(k): int(v) for k, v in entry.get("malformed", {}).items()}
-                merge(source.agg, RangeResult(slots, malformed, int(entry.get("lines", 0)), 0))
-                stats = source.stream.stats
-                saved = entry.get("stats", {})
-                for name in STAT_COUNTERS:
-                    setattr(stats, name, getattr(stats, name) + int(saved.get(name, 0)))
-                for kind, n in saved.get("rotations", {}).items():
-                    stats.rotations[kind] = stats.rotations.get(kind, 0) + int(n)
-                stats.last_read = max(stats.last_read, float(saved.get("last_read", 0.0)))
-                stats.last_rotation = max(stats.last_rotation, float(saved.get("last_rotation", 0.0)))
+                lines = int(entry.get("lines", 0))
+                merge(source.agg, RangeResult(slots, malformed, lines, 0))
+                self._seeded_lines[path] = lines
+                _seed_stats(source.stream.stats, entry.get("stats", {}))
             except (TypeError, ValueError, KeyError, IndexError) as exc:
                 log.warning("state file %s: counters of %s are invalid (%s); they restart from 0",
                             self.config.state_file, path, exc)
 
     def _dump(self, now: float) -> dict[str, Any]:
         files = {}
-        for path, source in self.sources.items():
+        for path, source in self.service.sources.items():
             stats: StreamStats = source.stream.stats
             files[path] = {
                 "lines": source.agg.lines,
@@ -167,45 +217,25 @@ class CronRun(Service):
             "version": CRON_VERSION,
             "last_run": now,
             "runs": int(self._previous.get("runs", 0)) + 1,
-            "bounds_ms": [round(b * 1000, 9) for b in self._bounds_s],
+            "bounds_ms": [round(b * 1000, 9) for b in self.service.bounds_s],
             "patterns": sorted({f.path for f in self.config.files}),
             "files": files,
             "checkpoint_writes": int(self._previous.get("checkpoint_writes", 0)) + 1,
         }
 
-    def _run_once(self) -> int:
-        start = self.clock()
-        for source in self.sources.values():
-            source.stream.drain_grace = 0.0  # finish rotated files now: no later poll will come
-        self._seed()
-        window = Window(start, self._totals())
-        self._poll_all(None)
-        self._collect_jobs()
-        counts, pass_length = window.close(self._totals(), self.clock())
-        now = time.time()
-        last = self._previous.get("last_run")
-        since_last = now - last if isinstance(last, (int, float)) and math.isfinite(last) else 0.0
-        length = since_last if since_last > 0 else pass_length
-        self._state.extra[EXTRA_KEY] = self._dump(now)
-        self.last_tick = now
-        failures = self.checkpointer.failures if self.checkpointer else 0
-        self._checkpoint(force=True)
-        for source in self.sources.values():
-            source.stream.close()
-        if self.checkpointer is not None and self.checkpointer.failures > failures:
-            log.error("the state file was not saved: no report, no textfile; the next run counts "
-                      "these lines")
-            return 1
-        self._write_report(counts, length)
-        if self.textfile:
-            try:
-                write_textfile(self.textfile, self.snapshot)
-            except OSError as exc:
-                log.error("cannot write the textfile %s: %s", self.textfile, exc.strerror or exc)
-                return 1
-        return 0
-
     def snapshot(self) -> Snapshot:
-        snap = super().snapshot()
-        writes = int(self._state.extra.get(EXTRA_KEY, {}).get("checkpoint_writes", snap.checkpoint_writes))
-        return dataclasses.replace(snap, checkpoint_writes=writes)
+        """The service's snapshot, with the checkpoint writes of every run (the textfile's counter)."""
+        snap = self.service.snapshot()
+        extra = self.service.state.extra.get(EXTRA_KEY, {})
+        return dataclasses.replace(snap, checkpoint_writes=int(extra.get("checkpoint_writes",
+                                                                         snap.checkpoint_writes)))
+
+
+def _seed_stats(stats: StreamStats, saved: dict[str, Any]) -> None:
+    """Add the stream counters of earlier runs to this run's; the last-read times take the later."""
+    for name in STAT_COUNTERS:
+        setattr(stats, name, getattr(stats, name) + int(saved.get(name, 0)))
+    for kind, n in saved.get("rotations", {}).items():
+        stats.rotations[kind] = stats.rotations.get(kind, 0) + int(n)
+    stats.last_read = max(stats.last_read, float(saved.get("last_read", 0.0)))
+    stats.last_rotation = max(stats.last_rotation, float(saved.get("last_rotation", 0.0)))

@@ -1,6 +1,8 @@
 """`--detach`: a classic Unix daemon for hosts without systemd, through python-daemon.
 
-This is the only module that imports python-daemon (and its `lockfile`). What it does:
+This is the only module that imports python-daemon; it does not import `lockfile` (python-daemon's
+own dependency, whose exceptions `DaemonContext.open()` raises for a taken pidfile): those are
+recognized by their class names, so no second third-party library is imported here. What it does:
 
 * in the foreground, before forking, everything that can fail with a message the user should see
   in the terminal: the pidfile (a live process named in it: one line, exit 2; a stale one left by a
@@ -28,13 +30,15 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import daemon
 import daemon.pidfile
-import lockfile
 
 from logtaild.config import Config, ConfigError, parse_listen
+
+if TYPE_CHECKING:  # the type only: the daemon's modules are imported by the body, after the fork
+    from logtaild.run.service import ReportOut
 
 log = logging.getLogger("logtaild")
 
@@ -58,7 +62,7 @@ def absolute_paths(config: Config, base: str) -> Config:
         return os.path.normpath(os.path.join(base, path))
 
     files = tuple(dataclasses.replace(f, path=absolute(f.path)) for f in config.files)
-    changes: dict[str, object] = {"files": files}
+    changes: dict[str, Any] = {"files": files}
     for name in ("state_file", "web_config"):
         value = getattr(config, name, None)
         if value:
@@ -99,6 +103,20 @@ def claim_pidfile(path: str) -> daemon.pidfile.TimeoutPIDLockFile:
     return lock
 
 
+#: what lockfile (through python-daemon's TimeoutPIDLockFile) raises when another process holds the
+#: pidfile: `AlreadyLocked` (our acquire timeout is 0) or `LockTimeout`
+_TAKEN = frozenset({("lockfile", "AlreadyLocked"), ("lockfile", "LockTimeout")})
+
+
+def pidfile_taken(exc: BaseException) -> bool:
+    """Is `exc` the pidfile lock's "held by another process" (lockfile's AlreadyLocked, LockTimeout)?
+
+    Matched on the class hierarchy by module and name, so this module needs no `import lockfile`;
+    other lock failures (LockFailed: permissions, a missing folder) are not this and propagate.
+    """
+    return any((cls.__module__, cls.__name__) in _TAKEN for cls in type(exc).__mro__)
+
+
 def check_port(listen: str) -> None:
     """Bind the listen address once, so a port in use fails here, in the terminal (exit 2)."""
     host, port = parse_listen(listen)
@@ -137,7 +155,7 @@ def _use_syslog() -> None:
     root.addHandler(handler)
 
 
-def run_detached(body: Callable[[TextIO | None], int], *, pidfile: str, log_file: str | None,
+def run_detached(body: Callable[[ReportOut | None], int], *, pidfile: str, log_file: str | None,
                  listen: str | None = None) -> int:
     """Run `body(out)` as a detached daemon (or in the foreground under systemd); its exit code.
 
@@ -153,13 +171,7 @@ def run_detached(body: Callable[[TextIO | None], int], *, pidfile: str, log_file
     lock = claim_pidfile(pidfile)
     if listen is not None:
         check_port(listen)
-    stream = None
-    if log_file is not None:
-        try:
-            stream = open(os.path.abspath(log_file), "a", buffering=1, encoding="utf-8",
-                          errors="backslashreplace")
-        except OSError as exc:
-            raise ConfigError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+    stream = _open_log_file(log_file) if log_file is not None else None
     context = daemon.DaemonContext(
         working_directory="/", umask=0o027, pidfile=lock, detach_process=True,
         stdout=stream, stderr=stream,
@@ -169,20 +181,34 @@ def run_detached(body: Callable[[TextIO | None], int], *, pidfile: str, log_file
     )
     try:
         context.open()  # forks: from here on we are the daemon, the terminal's process has exited 0
-    except (lockfile.AlreadyLocked, lockfile.LockTimeout) as exc:
+    except Exception as exc:
+        if not pidfile_taken(exc):
+            raise
         raise AlreadyRunning(f"pidfile {pidfile} was taken by another instance ({exc})") from None
     try:
-        out: TextIO | None = None
-        if stream is None:
-            _use_syslog()
-            out = _ReportToSyslog()  # type: ignore[assignment]
-        else:
-            sys.stdout = sys.stderr = stream  # line-buffered: every report and log line lands at once
-            for handler in logging.getLogger().handlers:
-                if isinstance(handler, logging.StreamHandler):
-                    handler.setStream(stream)
+        out = _log_to(stream)
         log.info("detached: pid %d, pidfile %s, %s", os.getpid(), pidfile,
                  f"log file {log_file}" if log_file else f"logging to syslog ({SYSLOG_SOCKET})")
         return body(out)
     finally:
         context.close()  # releases and removes the pidfile
+
+
+def _open_log_file(log_file: str) -> TextIO:
+    """The log file, opened in the foreground (so an error reaches the terminal) for appending."""
+    try:
+        return open(os.path.abspath(log_file), "a", buffering=1, encoding="utf-8", errors="backslashreplace")
+    except OSError as exc:
+        raise ConfigError(f"--log-file {log_file}: {exc.strerror or exc}") from None
+
+
+def _log_to(stream: TextIO | None) -> ReportOut | None:
+    """Once detached: log lines to `stream` (the log file), else to syslog; where reports go."""
+    if stream is None:
+        _use_syslog()
+        return _ReportToSyslog()
+    sys.stdout = sys.stderr = stream  # line-buffered: every report and log line lands at once
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(stream)
+    return None

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from logtaild.config import Config, ConfigError
+
+if TYPE_CHECKING:  # the type only: the CLI's --help imports none of the service
+    from logtaild.run.service import ReportOut
 
 DEFAULT_LOCK_TIMEOUT = 10.0
 
@@ -32,45 +35,54 @@ def check_flags(options: dict[str, Any], config: Config) -> None:
 
 def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> int:
     """Run the command as the flags say; returns the exit code. `load(options)` gives the config."""
-    from logtaild.run.service import Service  # imported here: the CLI's --help needs none of it
+    # imported here: the CLI's --help needs none of it; and before --detach forks and moves to /
+    from logtaild.run.service import Service
 
     if options.get("detach") and options.get("config"):
         options = {**options, "config": os.path.abspath(options["config"])}  # for SIGHUP, from cwd /
     config = load(options)
     check_flags(options, config)
     if options.get("once"):
-        if not config.state_file:
-            return Service(config, once=True).run()
-        from logtaild.run import cron
+        return _cron(options, config) if config.state_file else Service(config, once=True).run()
+    if not options.get("detach"):
+        return _daemon(config, lambda: load(options))  # SIGHUP: the config file again, the flags on top
+    from logtaild.run import detach
 
-        try:
-            timeout = options.get("lock_timeout")
-            with cron.state_lock(config.state_file, DEFAULT_LOCK_TIMEOUT if timeout is None else timeout):
-                return cron.CronRun(config, textfile=options.get("textfile")).run()
-        except cron.Busy as exc:
-            print(f"logtaild: {exc}", file=sys.stderr)
-            return 0
+    cwd = os.getcwd()
+    config = detach.absolute_paths(config, cwd)
 
-    reloader = lambda: load(options)  # noqa: E731 - SIGHUP: the config file again, the flags on top
+    def reloader() -> Config:
+        return detach.absolute_paths(load(options), cwd)  # the daemon's cwd is /
 
-    def daemon(out: TextIO | None = None) -> int:
-        if not config.state_file:
+    return detach.run_detached(lambda out: _daemon(config, reloader, out), pidfile=options["pidfile"],
+                               log_file=options.get("log_file"), listen=config.listen)
+
+
+def _cron(options: dict[str, Any], config: Config) -> int:
+    """`--once --state-file`: one cron pass under the state file's lock (busy: one line, exit 0)."""
+    from logtaild.run import cron
+
+    assert config.state_file is not None
+    try:
+        timeout = options.get("lock_timeout")
+        with cron.state_lock(config.state_file, DEFAULT_LOCK_TIMEOUT if timeout is None else timeout):
+            return cron.CronRun(config, textfile=options.get("textfile")).run()
+    except cron.Busy as exc:
+        print(f"logtaild: {exc}", file=sys.stderr)
+        return 0
+
+
+def _daemon(config: Config, reloader: Callable[[], Config], out: ReportOut | None = None) -> int:
+    """The daemon in this process (foreground, or the detached child); with a state file, under its lock."""
+    from logtaild.run.service import Service  # already imported by run(), before any fork
+
+    if not config.state_file:
+        return Service(config, out=out, reloader=reloader).run()
+    from logtaild.run import cron
+
+    try:  # a second daemon or a cron run on the same state file would count lines twice
+        with cron.state_lock(config.state_file, 0):
             return Service(config, out=out, reloader=reloader).run()
-        from logtaild.run import cron
-
-        try:  # a second daemon or a cron run on the same state file would count lines twice
-            with cron.state_lock(config.state_file, 0):
-                return Service(config, out=out, reloader=reloader).run()
-        except cron.Busy:
-            raise ConfigError(f"state file {config.state_file} is in use by another logtaild "
-                              f"({config.state_file}.lock is locked)") from None
-
-    if options.get("detach"):
-        from logtaild.run import detach
-
-        cwd = os.getcwd()
-        config = detach.absolute_paths(config, cwd)
-        reloader = lambda: detach.absolute_paths(load(options), cwd)  # noqa: E731 - the daemon's cwd is /
-        return detach.run_detached(daemon, pidfile=options["pidfile"], log_file=options.get("log_file"),
-                                   listen=config.listen)
-    return daemon()
+    except cron.Busy:
+        raise ConfigError(f"state file {config.state_file} is in use by another logtaild "
+                          f"({config.state_file}.lock is locked)") from None

@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger("logtaild.sdnotify")
 
@@ -54,7 +54,8 @@ def watchdog_interval(env: Mapping[str, str], pid: int) -> float | None:
 class Notifier:
     """Sends sd_notify messages; every method is a cheap no-op when there is no socket."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, clock=time.monotonic) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         env = os.environ if env is None else env
         raw = env.get("NOTIFY_SOCKET", "")
         self.address = socket_address(raw)

@@ -3,12 +3,18 @@
 One loop thread owns every FileStream and Aggregator; it holds `self.lock` while it counts a batch,
 and the HTTP thread takes the same lock only to copy the slots (`snapshot()`), so a scrape never sees
 half a batch (a histogram's count always equals its +Inf bucket).
+
+The public methods are the seams the rest of run/ and the tests use, so nothing outside reaches into
+the loop's state: `lifecycle.py` reloads through `file_configs()`, `bounds_s`, `apply_reload()`,
+`progress()` and `wake()`; `cron.py` holds a Service and drives its one pass with `scan()`,
+`read_to_end()`, `totals()`, `write_report()`, `set_extra()`, `checkpoint()` and `close()`.
 """
 from __future__ import annotations
 
 import dataclasses
 import glob
 import logging
+import math
 import re
 import signal
 import sys
@@ -16,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, Protocol
 
 from logtaild import __version__
 from logtaild.config import Config, FileConfig, parse_listen
@@ -27,8 +33,9 @@ from logtaild.count.window import Window, WindowKey, escape, format_report
 from logtaild.export.exporter import FileSnapshot, Objective, Snapshot, build_registry, make_app, serve
 from logtaild.export.status import StatusBoard
 from logtaild.export.webconfig import load_web_config, protect
-from logtaild.run.lifecycle import Lifecycle
-from logtaild.run.parallel import RangeJob, merge, usable_cores
+from logtaild.run.lifecycle import Lifecycle, Progress
+from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
+from logtaild.run.reload import ReloadPlan
 from logtaild.tail.checkpoint import Checkpointer, State
 from logtaild.tail.filestream import FileStream, Position
 from logtaild.tail.waker import Waker
@@ -41,6 +48,18 @@ PARALLEL_MIN_BYTES = 32 << 20
 JOB_WAIT_AT_EXIT = 8.0
 MALFORMED_LOG_EVERY = 10.0
 STUCK_AFTER = 10.0
+
+class ReportOut(Protocol):
+    """Where reports go: stdout, a StringIO in tests, or detach's writer that logs each line to syslog."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+#: `from_start_for(path, file_config)`: True when a path found by `scan()` must be read from its start
+#: (besides the usual rule); cron passes its "created since the last run" test
+FromStartFor = Callable[[str, FileConfig], bool]
 
 
 @dataclass
@@ -56,42 +75,94 @@ class Source:
     job: RangeJob | None = None
 
 
+def carry_over(new: Aggregator, old: Aggregator) -> Aggregator:
+    """Move `old`'s counts into `new` (through `new`'s route cap), so a rebuilt aggregator loses none."""
+    merge(new, RangeResult(old.slots, old.malformed, old.lines, 0))
+    new.last_malformed = old.last_malformed
+    return new
+
+
+def _paths(pattern: str) -> list[str]:
+    """The paths a configured entry names now: its glob matches, or the path itself (even missing)."""
+    return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+
+
 class Service:
     """The daemon (or, with `once`, a single pass over the files)."""
 
-    def __init__(self, config: Config, *, once: bool = False, out: TextIO | None = None,
+    def __init__(self, config: Config, *, once: bool = False, out: ReportOut | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 reloader: Callable[[], Config] | None = None) -> None:
+                 reloader: Callable[[], Config] | None = None,
+                 from_start_for: FromStartFor | None = None) -> None:
         self.config = config
         self.once = once
-        self.out = out or sys.stdout
+        self.out: ReportOut = out or sys.stdout
         self.clock = clock
         self.lock = threading.Lock()
         self.sources: dict[str, Source] = {}
         self.checkpointer = Checkpointer(config.state_file) if config.state_file else None
         self._state = self.checkpointer.load() if self.checkpointer else State()
+        self._from_start_for = from_start_for
         self._stop = threading.Event()
         self._waker = Waker(config.poll_interval, watch=not once)
         self._bounds_s = config.bucket_bounds()
         self._reports = 0
         self.last_tick = time.time()
         self._last_tick_mono = clock()
-        self._rescan_at = 0.0
+        # the loop's report window and when each periodic job is next due, set when the loop starts:
+        # until then no report is due, so `step()` reads everything there is; the first loop turn
+        # rescans the globs at once
+        self._window = Window(self._last_tick_mono)
+        self._report_at = math.inf
+        self._checkpoint_at = self._malformed_log_at = self._rescan_at = 0.0
         self._parallel = usable_cores() > 1  # a backlog is split only when a second CPU can take half
-        self.reloads = {"success": 0, "failure": 0}
-        self.lifecycle = Lifecycle(self, reloader)  # sd_notify, SIGHUP reloads (logtaild/lifecycle.py)
+        self.lifecycle = Lifecycle(self, reloader)  # sd_notify, SIGHUP reloads (run/lifecycle.py)
+
+    # ---- what others read -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The state file's contents as last loaded or saved (positions and `extra`)."""
+        return self._state
+
+    @property
+    def bounds_s(self) -> tuple[float, ...]:
+        """The histogram bounds (seconds) every aggregator counts with, fixed at start-up."""
+        return self._bounds_s
+
+    @property
+    def reloads(self) -> dict[str, int]:
+        """Reloads so far by result (`success`, `failure`)."""
+        return dict(self.lifecycle.reloads)
+
+    def file_configs(self) -> dict[str, FileConfig]:
+        """Each followed path -> the file config it is read with."""
+        return {path: source.config for path, source in self.sources.items()}
+
+    def progress(self) -> Progress:
+        """Lines read and bytes behind, summed over the followed files, and how many there are."""
+        sources = list(self.sources.values())
+        return Progress(sum(source.agg.lines for source in sources),
+                        sum(source.stream.stats.lag for source in sources), len(sources))
 
     # ---- sources ------------------------------------------------------------------------------
 
-    def _scan(self, initial: bool) -> None:
-        """Add a Source for every configured path and every new glob match."""
+    def scan(self, initial: bool = False) -> None:
+        """Add a Source for every configured path and every new glob match, and watch them.
+
+        `initial`: as at start-up, a path without a valid checkpoint is read from its end (from its
+        start with `from_start`); a later scan finds files created while we run: read from their start.
+        """
         for file_config in self.config.files:
-            paths = sorted(glob.glob(file_config.path)) if glob.has_magic(file_config.path) else [
-                file_config.path]
-            for path in paths:
+            for path in _paths(file_config.path):
                 if path not in self.sources:
-                    self._add(path, file_config, from_start=self.config.from_start or not initial)
+                    self._add(path, file_config, self._reads_from_start(path, file_config, initial))
         self._waker.watch(self.sources)
+
+    def _reads_from_start(self, path: str, file_config: FileConfig, initial: bool) -> bool:
+        if self.config.from_start or not initial:
+            return True
+        return self._from_start_for is not None and self._from_start_for(path, file_config)
 
     def _add(self, path: str, file_config: FileConfig, from_start: bool) -> None:
         saved = self._state.positions.get(path)
@@ -101,27 +172,62 @@ class Service:
         )
         self.sources[path] = Source(path, file_config, stream, self._make_aggregator(file_config))
 
+    def _remove(self, path: str) -> None:
+        source = self.sources.pop(path)
+        if source.job is not None:
+            source.job.result(0)  # a catch-up worker for a file we no longer follow: stop it
+        source.stream.close()
+        self._state.positions.pop(path, None)
+
     def _make_aggregator(self, file_config: FileConfig, config: Config | None = None) -> Aggregator:
         """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
         routes = (config or self.config).routes
         limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin)
-        return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], make_parser(file_config))
+        # ignore: formats.FileOptions declares settable attributes, FileConfig is frozen
+        parser = make_parser(file_config)  # type: ignore[arg-type]
+        return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser)
+
+    def apply_reload(self, plan: ReloadPlan) -> None:
+        """Apply a plan from `reload.plan_reload` (which says what changes) between two batches."""
+        fresh = {path: self._make_aggregator(file_config, plan.config)
+                 for path, file_config in plan.rebuilt.items()}
+        with self.lock:
+            for path in plan.removed:
+                self._remove(path)
+            for path, file_config in {**plan.kept, **plan.rebuilt}.items():
+                self.sources[path].config = file_config
+            for path, agg in fresh.items():
+                source = self.sources[path]
+                source.agg = carry_over(agg, source.agg)  # a new parser or route rules, the same counts
+            for source in self.sources.values():
+                source.objectives.clear()
+                source.stream.max_line = plan.config.max_line
+                source.stream.drain_grace = plan.config.drain_grace
+            before = set(self.sources)
+            self.config = plan.config
+            self._waker.tick = plan.config.poll_interval
+            self.scan(initial=True)  # new paths: as at start-up (resume, else end or from_start)
+        added = [path for path in self.sources if path not in before]
+        log.info("reload applied: %d file%s followed%s%s; report every %gs", len(self.sources),
+                 "s" if len(self.sources) != 1 else "",
+                 f", added {', '.join(added)}" if added else "",
+                 f", removed {', '.join(plan.removed)}" if plan.removed else "", plan.config.interval)
 
     # ---- the loop -------------------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until stopped (or one pass with `once`); returns the exit code."""
         if self.once:
-            self._scan(initial=True)
+            self.scan(initial=True)
             return self._run_once()
         host, port = parse_listen(self.config.listen)
         registry = build_registry(self.snapshot)
         web = load_web_config(self.config.web_config) if self.config.web_config else None
-        app = StatusBoard(self.snapshot, stuck_after=max(STUCK_AFTER, 4 * self.config.poll_interval)).wrap(
+        app = StatusBoard(self.snapshot, stuck_after=self._stuck_after()).wrap(
             make_app(registry, {"/healthz": self._healthz}))
         self._install_signals()  # before /healthz answers: a SIGTERM right after it must stop us cleanly
-        self._server = serve(protect(app, web), host, port, tls=web.context if web else None)
-        self._scan(initial=True)
+        server = serve(protect(app, web), host, port, tls=web.context if web else None)
+        self.scan(initial=True)
         log.info("serving /metrics on %s:%d%s; following %s", host or "0.0.0.0", port,
                  (" (TLS)" if web and web.context else "") + (" (basic auth)" if web and web.users else ""),
                  ", ".join(self.sources) or "nothing yet")
@@ -129,59 +235,75 @@ class Service:
         try:
             self._loop()
         finally:
-            self._server.shutdown()
+            server.shutdown()
             self._waker.stop()
         return 0
 
     def _run_once(self) -> int:
-        start = self.clock()
-        window = Window(start)
-        self._poll_all(None)
-        self._collect_jobs()
-        counts, length = window.close(self._totals(), self.clock())
-        self._write_report(counts, length)
-        self._checkpoint(force=True)
-        for source in self.sources.values():
-            source.stream.close()
+        window = Window(self.clock())
+        self.read_to_end()
+        self.write_report(*window.close(self.totals(), self.clock()))
+        self.checkpoint(force=True)
+        self.close()
         return 0
 
     def _loop(self) -> None:
         now = self.clock()
-        window = Window(now, self._totals())
-        next_report = now + self.config.interval
-        next_checkpoint = now + CHECKPOINT_EVERY
-        next_malformed_log = now + MALFORMED_LOG_EVERY
+        self._open_window(now)
+        self._checkpoint_at = now + CHECKPOINT_EVERY
+        self._malformed_log_at = now + MALFORMED_LOG_EVERY
         while not self._stop.is_set():
-            busy = self._poll_all(lambda: self.clock() >= next_report)
-            if self.lifecycle.reload_requested() and self.lifecycle.reload(
-                    lambda: self._write_report(*window.close(self._totals(), self.clock()))):
-                window = Window(self.clock(), self._totals())  # the new files and grouping
-                next_report = self.clock() + self.config.interval
-            now = self.clock()
-            if now >= next_report:
-                self._write_report(*window.close(self._totals(), now))
-                next_report = max(next_report + self.config.interval, now + self.config.interval / 2)
-            if now >= next_checkpoint:
-                self._checkpoint()
-                next_checkpoint = now + CHECKPOINT_EVERY
-            if now >= next_malformed_log:
-                self._log_malformed()
-                next_malformed_log = now + MALFORMED_LOG_EVERY
-            if now >= self._rescan_at:
-                self._scan(initial=False)
-                self._rescan_at = now + self.config.rescan_interval
+            busy = self.step()
+            if self.lifecycle.reload_requested() and self.lifecycle.reload(self._close_window):
+                self._open_window(self.clock())  # the new files and grouping
+            self._run_due(self.clock())
             # busy: the poll found lines, so more are likely on their way; the waker lets them
             # gather for a moment instead of waking at each write
-            self._waker.wait(max(0.0, min(self.config.poll_interval, next_report - self.clock())), busy=busy)
+            self._waker.wait(max(0.0, min(self.config.poll_interval, self._report_at - self.clock())), busy=busy)
         self.lifecycle.stopping()
-        self._poll_all(None)
-        self._collect_jobs()
-        self._write_report(*window.close(self._totals(), self.clock()))
-        self._checkpoint(force=True)
-        for source in self.sources.values():
-            source.stream.close()
+        self.read_to_end()
+        self._close_window()
+        self.checkpoint(force=True)
+        self.close()
 
-    def _poll_all(self, due: Callable[[], bool] | None) -> bool:
+    def _open_window(self, now: float) -> None:
+        self._window = Window(now, self.totals())
+        self._report_at = now + self.config.interval
+
+    def _close_window(self) -> None:
+        """Report the open window now (at exit, and before a reload changes files or grouping)."""
+        self.write_report(*self._window.close(self.totals(), self.clock()))
+
+    def _report_due(self) -> bool:
+        return self.clock() >= self._report_at
+
+    def _run_due(self, now: float) -> None:
+        """The loop's periodic work: report, checkpoint, malformed-lines log, rescan of globs."""
+        if now >= self._report_at:
+            self.write_report(*self._window.close(self.totals(), now))
+            # on time on average; after a stall, not a burst of reports of near-empty windows
+            self._report_at = max(self._report_at + self.config.interval, now + self.config.interval / 2)
+        if now >= self._checkpoint_at:
+            self.checkpoint()
+            self._checkpoint_at = now + CHECKPOINT_EVERY
+        if now >= self._malformed_log_at:
+            self._log_malformed()
+            self._malformed_log_at = now + MALFORMED_LOG_EVERY
+        if now >= self._rescan_at:
+            self.scan()
+            self._rescan_at = now + self.config.rescan_interval
+
+    def step(self) -> bool:
+        """One loop turn's reading: every source to its end, or until a report is due; True if lines came."""
+        return self.poll_all(self._report_due)
+
+    def read_to_end(self) -> None:
+        """Read every source to its end and merge every range worker's counts (waiting for them)."""
+        self.poll_all()
+        for source in self.sources.values():
+            self._collect_job(source, wait=JOB_WAIT_AT_EXIT)
+
+    def poll_all(self, due: Callable[[], bool] | None = None) -> bool:
         """Read every source to its end; stop early (to report on time) when `due()` says so.
 
         True when any lines were read.
@@ -226,18 +348,20 @@ class Service:
             merge(source.agg, result)
         source.stream.release(result.lines_cut)
 
-    def _collect_jobs(self) -> None:
-        for source in self.sources.values():
-            self._collect_job(source, wait=JOB_WAIT_AT_EXIT)
-
     def _tick(self) -> None:
         self.last_tick = time.time()
         self._last_tick_mono = self.clock()
         self.lifecycle.tick()  # the systemd watchdog ping comes from the loop itself
 
+    def close(self) -> None:
+        """Close every followed file (the last step of a run)."""
+        for source in self.sources.values():
+            source.stream.close()
+
     # ---- outputs --------------------------------------------------------------------------------
 
-    def _totals(self) -> dict[WindowKey, int]:
+    def totals(self) -> dict[WindowKey, int]:
+        """Requests so far by (path, route, status), the base a report window subtracts."""
         # always keyed by path, so a window's base stays valid when a glob gains a second file
         # (keyed by "" until then, the first file's whole history would be reported again)
         totals: dict[WindowKey, int] = {}
@@ -247,7 +371,8 @@ class Service:
                     totals[source.path, route, status] = n
         return totals
 
-    def _write_report(self, counts: dict[WindowKey, int], length: float) -> None:
+    def write_report(self, counts: dict[WindowKey, int], length: float) -> None:
+        """Print one window's report (`counts` from `Window.close`, `length` in seconds) to `out`."""
         log.debug("report: window %.6fs, %d requests", length, sum(counts.values()))
         if len(self.sources) <= 1:  # one file: rows without a [path] line
             counts = {("", route, status): n for (_path, route, status), n in counts.items()}
@@ -256,7 +381,12 @@ class Service:
         self.out.flush()
         self._reports += 1
 
-    def _checkpoint(self, force: bool = False) -> None:
+    def set_extra(self, key: str, value: Any) -> None:
+        """Store `value` under `key` in the state file's `extra`, written with the next checkpoint."""
+        self._state.extra[key] = value
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Save every position (and `extra`) to the state file, if there is one and it changed."""
         if self.checkpointer is None:
             return
         positions: dict[str, list[Position]] = {
@@ -307,11 +437,14 @@ class Service:
                 ))
         ck = self.checkpointer
         return Snapshot(files, __version__, ck.writes if ck else 0, ck.failures if ck else 0,
-                        ck.last_write if ck else 0.0, dict(self.reloads), self.last_tick)
+                        ck.last_write if ck else 0.0, self.reloads, self.last_tick)
+
+    def _stuck_after(self) -> float:
+        return max(STUCK_AFTER, 4 * self.config.poll_interval)
 
     def _healthz(self) -> tuple[str, str, bytes]:
         stuck = self.clock() - self._last_tick_mono
-        if stuck > max(STUCK_AFTER, 4 * self.config.poll_interval):
+        if stuck > self._stuck_after():
             return "503 Service Unavailable", "text/plain", f"stuck for {stuck:.0f}s\n".encode()
         return "200 OK", "text/plain", b"ok\n"
 
@@ -326,6 +459,10 @@ class Service:
         log.info("received %s; writing the last report and checkpoint", signal.Signals(signum).name)
         self.stop()
 
+    def wake(self) -> None:
+        """Make the loop's next turn start now (a signal arrived)."""
+        self._waker.wake()
+
     def stop(self) -> None:
         self._stop.set()
-        self._waker.wake()
+        self.wake()

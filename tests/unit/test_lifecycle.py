@@ -50,9 +50,9 @@ def setup(tmp_path: Path) -> tuple[Service, Reloader, Path, Path]:
     config = Config(files=(FileConfig(str(a)),), interval=10.0, from_start=True)
     reloader = Reloader()
     service = Service(config, reloader=reloader)
-    service._scan(initial=True)
+    service.scan(initial=True)
     write(a, 5)
-    service._poll_all(None)
+    service.poll_all()
     assert requests(service) == 5
     return service, reloader, a, b
 
@@ -68,7 +68,7 @@ def test_a_valid_reload_keeps_streams_counts_and_positions(setup) -> None:
     assert service.sources[str(a)] is source  # the same stream, at the same position
     assert service.reloads == {"success": 1, "failure": 0}
     write(a, 3, 5)
-    service._poll_all(None)
+    service.poll_all()
     assert requests(service) == 8  # nothing lost, nothing read twice
 
 
@@ -78,7 +78,7 @@ def test_files_added_and_removed(setup) -> None:
     reloader.next = dataclasses.replace(service.config, files=(FileConfig(str(b)),))
     assert service.lifecycle.reload(lambda: None)
     assert list(service.sources) == [str(b)]
-    service._poll_all(None)
+    service.poll_all()
     assert requests(service) == 4  # from_start: the new file is read whole
     reloader.next = dataclasses.replace(service.config, files=(FileConfig(str(a)), FileConfig(str(b))))
     assert service.lifecycle.reload(lambda: None)
@@ -95,7 +95,7 @@ def test_route_rules_apply_to_new_lines_and_counts_carry_over(setup) -> None:
     assert source.agg is not old_agg
     assert requests(service, "/users/:id") == 5 and source.agg.lines == 5
     write(a, 2, 10)
-    service._poll_all(None)
+    service.poll_all()
     assert requests(service, "/people") == 2 and requests(service, "/users/:id") == 5
     assert source.agg.limiter.distinct == 2  # the old route still counts towards the cap
 
@@ -114,7 +114,7 @@ def test_an_invalid_config_changes_nothing_and_is_counted(setup, caplog) -> None
     assert errors == ["reload failed, keeping the running configuration: files[0].format: must be one "
                       "of tsv, combined, json, got 'xml'"]
     write(a, 1, 5)
-    service._poll_all(None)
+    service.poll_all()
     assert requests(service) == 6
 
 

@@ -341,11 +341,11 @@ def test_poll_all_says_whether_lines_were_read(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_bytes(b"")
     service = Service(Config(files=(FileConfig(str(log)),), from_start=True), once=True)
-    service._scan(initial=True)
-    assert service._poll_all(None) is False
+    service.scan(initial=True)
+    assert service.poll_all() is False
     log.write_bytes(LINE * 3)
-    assert service._poll_all(None) is True
-    assert service._poll_all(None) is False
+    assert service.poll_all() is True
+    assert service.poll_all() is False
     with open(log, "ab") as handle:
         handle.write(b"1.1.1.1\tGET /a")  # half a line: nothing counted yet
-    assert service._poll_all(None) is False
+    assert service.poll_all() is False
