@@ -340,7 +340,21 @@ class FileStream:
     # ---- polling --------------------------------------------------------------------------------
 
     def poll(self) -> Iterator[Batch]:
-        """Read everything there is now; yield batches of whole lines."""
+        """Read everything there is now; yield batches of whole lines.
+
+        A consumer may stop taking batches at any point (the service does, when a report is due)
+        and simply call poll() again later: every batch is yielded only after all the state it
+        implies has been recorded (positions advanced, a drained file closed, the gauges set), and
+        the code after a yield only starts the next step. So an abandoned poll hands out nothing
+        twice and loses nothing. A generator, not a list: a backlog of gigabytes stays on disk
+        until it is wanted, a chunk at a time.
+        """
+        for batch in self._batches():
+            self._update_gauges()
+            yield batch
+        self._update_gauges()  # a poll that found nothing still refreshes size and lag
+
+    def _batches(self) -> Iterator[Batch]:
         if self._cur is None:
             self._cur = self._open(self.path)
             if self._cur is not None:
@@ -354,8 +368,9 @@ class FileStream:
             yield from self._read(handle)
             if self._truncated(handle, os.fstat(handle.fd).st_size):
                 yield from self._read(handle)
-            yield from self._finish_drain(handle)
-        self._update_gauges()
+            last = self._finish_drain(handle)
+            if last:
+                yield last
 
     def _read(self, handle: _Handle) -> Iterator[Batch]:
         try:
@@ -387,20 +402,26 @@ class FileStream:
         self.stats.lines_cut += cut
         return lines
 
-    def _finish_drain(self, handle: _Handle) -> Iterator[Batch]:
-        """Close a drained handle once it has been quiet for the grace period (or past the bound)."""
+    def _finish_drain(self, handle: _Handle) -> Batch:
+        """Close a drained handle once it has been quiet for the grace period (or past the bound).
+
+        Returns its last line if the writer left it without a newline (else []): the caller yields
+        it, with the handle already closed, so a consumer that stops there never gets it again.
+        """
         if self._held is not None and self._held[0] is handle:
-            return  # its first half is still being counted elsewhere; keep it for the checkpoint
+            return []  # its first half is still being counted elsewhere; keep it for the checkpoint
         now = self._clock()
         quiet = now - handle.last_data >= self.drain_grace
         if not quiet and now - handle.drain_since < self.drain_max:
-            return
+            return []
         if not quiet:
             self.stats.drain_timeouts += 1
             log.warning("%s: old file still growing after %.0fs; closing it", self.path, self.drain_max)
+        last: Batch = []
         if handle.partial and not handle.skipping:
             # the writer left it without a final newline: the line is complete as far as anyone will know
-            yield [handle.partial]
+            last = [handle.partial]
+            handle.partial = b""
             handle.consumed = handle.pos
         if self._cur is None and len(self._draining) == 1:
             # nothing else is open for the path: remember where this file ended, or a checkpoint taken
@@ -411,6 +432,7 @@ class FileStream:
                 pass
         handle.close()
         self._draining.remove(handle)
+        return last
 
     def _check_path(self) -> bool:
         """At EOF: has the path rotated or been truncated? True when there is more to read now."""
