@@ -28,6 +28,7 @@ class State:
     """What the state file holds."""
 
     positions: dict[str, list[Position]] = field(default_factory=dict)
+    #: JSON data other layers keep across runs (cron's counters); only they know its shape
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,11 +55,12 @@ class Checkpointer:
             return State()
         return self._parse(data)
 
-    def _parse(self, data: Any) -> State:
+    def _parse(self, data: object) -> State:
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             log.warning("state file %s has an unknown layout; starting without it", self.path)
             return State()
-        state = State(extra=data.get("extra") if isinstance(data.get("extra"), dict) else {})
+        extra = data.get("extra")
+        state = State(extra=extra if isinstance(extra, dict) else {})
         files = data.get("files")
         for path, entries in (files.items() if isinstance(files, dict) else ()):
             try:

@@ -22,7 +22,7 @@ import logging
 import os
 import stat as stat_mod
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 log = logging.getLogger("logtaild.filestream")
@@ -66,16 +66,31 @@ class Position:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Position:
+    def from_dict(cls, data: Mapping[str, object]) -> Position:
         """Build from a state-file entry; raises (KeyError, TypeError, ValueError) when malformed."""
-        values = {name: data[name] for name in cls.__dataclass_fields__}
-        for name in ("dev", "ino", "offset", "fingerprint_len"):
-            if type(values[name]) is not int or values[name] < 0:
-                raise ValueError(f"{name} is not a non-negative integer")
-        for name in ("fingerprint", "tail_hash"):
-            if not isinstance(values[name], str):
-                raise ValueError(f"{name} is not a string")
-        return cls(**values)
+        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        if missing:
+            raise KeyError(missing[0])
+        return cls(
+            dev=_count(data, "dev"), ino=_count(data, "ino"), offset=_count(data, "offset"),
+            fingerprint=_text(data, "fingerprint"), fingerprint_len=_count(data, "fingerprint_len"),
+            tail_hash=_text(data, "tail_hash"),
+        )
+
+
+def _count(data: Mapping[str, object], name: str) -> int:
+    value = data[name]
+    # JSON true is a bool, which is an int to isinstance: an offset of "true" is not a position
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name} is not a non-negative integer")
+    return value
+
+
+def _text(data: Mapping[str, object], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not a string")
+    return value
 
 
 @dataclass
