@@ -1,8 +1,10 @@
-"""`Config`: frozen dataclasses with the defaults, YAML loading, and `ConfigError` naming the key path.
+"""`Config`: frozen dataclasses with the defaults, YAML in and out, and `ConfigError` naming the key path.
 
 The YAML is mapped onto the dataclasses by their type hints, so a key that is not a field is an
 error ("files[0].fromat: unknown key"), and so is a value of the wrong type; checks that types
-cannot express (ranges, regexes, formats) follow in `_check`.
+cannot express (ranges, regexes, formats) follow in `check`. This is the one module that imports
+yaml: it reads config files (and, through `read_yaml`, the web config) and prints the effective
+config (`dump_yaml`, for --check-config).
 """
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DEFAULT_PORT = 10181
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -129,11 +134,16 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 # ---- mapping YAML onto the dataclasses ----------------------------------------------------------
 
-def _type_name(kind: Any) -> str:
-    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+D = TypeVar("D", bound="DataclassInstance")
 
 
-def _convert(kind: Any, value: Any, where: str) -> Any:
+def _type_name(kind: object) -> str:
+    name = getattr(kind, "__name__", None)
+    return name if isinstance(name, str) else str(kind).replace("typing.", "")
+
+
+def _convert(kind: object, value: object, where: str) -> object:
+    """Parsed YAML `value` as the field type hint `kind` says (optional, dataclass, tuple, dict, scalar)."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(kind)
@@ -141,7 +151,7 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
             return None
         kind = next(option for option in options if option is not type(None))
         origin = typing.get_origin(kind)
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return build(kind, value, where)
     if origin is tuple:
         if not isinstance(value, list):
@@ -152,10 +162,12 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return {str(k): _scalar(str, v, f"{where}.{k}") for k, v in value.items()}
+    if not isinstance(kind, type):  # a field type this mapper does not know: a bug here, not in the YAML
+        raise TypeError(f"{where}: cannot map a value onto {kind!r}")
     return _scalar(kind, value, where)
 
 
-def _scalar(kind: type, value: Any, where: str) -> Any:
+def _scalar(kind: type, value: object, where: str) -> object:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -165,7 +177,7 @@ def _scalar(kind: type, value: Any, where: str) -> Any:
     return value
 
 
-def build(cls: type, data: Any, where: str = "") -> Any:
+def build(cls: type[D], data: object, where: str = "") -> D:
     """Build dataclass `cls` from a mapping, naming the key path in every error."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
@@ -174,7 +186,7 @@ def build(cls: type, data: Any, where: str = "") -> Any:
     for key in data:
         if key not in names:
             raise ConfigError(f"{_join(where, key)}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {}
+    kwargs: dict[str, object] = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             kwargs[f.name] = _convert(hints[f.name], data[f.name], _join(where, f.name))
@@ -280,7 +292,7 @@ def _check_histogram(hist: HistogramConfig) -> None:
             raise ConfigError(f"histogram.{name}.{step}: required, {'> 1' if step == 'factor' else '> 0'}")
 
 
-def read_yaml(path: str, what: str = "") -> Any:
+def read_yaml(path: str, what: str = "") -> object:
     """Parse a YAML file; every problem is a one-line ConfigError naming the file (and line)."""
     name = f"{what} {path}".strip()
     try:
@@ -302,12 +314,20 @@ def load(path: str) -> Config:
     return check(build(Config, read_yaml(path)))
 
 
-def to_dict(config: Config) -> dict[str, Any]:
-    """The effective config as plain data (for --check-config)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-    return plain(dataclasses.asdict(config))
+def to_dict(config: Config) -> dict[str, object]:
+    """The effective config as plain data: mappings, lists and scalars (tuples become lists)."""
+    return {name: _plain(value) for name, value in dataclasses.asdict(config).items()}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def dump_yaml(config: Config) -> str:
+    """The effective config as YAML, in field order (what --check-config prints)."""
+    text: str = yaml.safe_dump(to_dict(config), sort_keys=False)
+    return text
