@@ -229,37 +229,13 @@ def check(config: Config) -> Config:
     if config.max_line < 256:
         raise ConfigError(f"max_line: must be at least 256, got {config.max_line}")
     for i, file in enumerate(config.files):
-        where = f"files[{i}]"
         if not file.path:
-            raise ConfigError(f"{where}.path: must not be empty")
+            raise ConfigError(f"files[{i}].path: must not be empty")
         first = next(j for j, other in enumerate(config.files) if other.path == file.path)
         if first != i:  # the second entry would be ignored: its format and labels never used
-            raise ConfigError(f"{where}.path: {file.path!r} is already files[{first}].path")
-        if file.format not in FORMATS:
-            raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
-        if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
-            raise ConfigError(f"{where}.latency_unit: must be seconds, milliseconds or microseconds")
-        if file.format == "tsv" and file.latency_unit not in (None, "milliseconds"):
-            raise ConfigError(f"{where}.latency_unit: the tsv format's latency is always in milliseconds")
-        if file.fields and file.format != "json":
-            raise ConfigError(f"{where}.fields: only the json format maps fields")
-        for name in file.fields:
-            if name not in JSON_FIELDS:
-                raise ConfigError(f"{where}.fields.{name}: unknown field (known: {', '.join(JSON_FIELDS)})")
-        if "route" in file.fields and "path" in file.fields:
-            raise ConfigError(f"{where}.fields.path: give route or path, not both")
-        for label in file.labels:
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") or label in (
-                    "route", "method", "status", "le", "file"):
-                raise ConfigError(f"{where}.labels.{label}: not a usable Prometheus label name")
-    if config.routes.max < 1:
-        raise ConfigError(f"routes.max: must be at least 1, got {config.routes.max}")
-    for i, rule in enumerate(config.routes.rules):
-        _regex(rule.match, f"routes.rules[{i}].match")
-        try:  # the template is parsed even when nothing matches: a bad group reference fails here
-            re.compile(rule.match).sub(rule.replace, "")
-        except (re.error, IndexError) as exc:
-            raise ConfigError(f"routes.rules[{i}].replace: invalid replacement: {exc}") from None
+            raise ConfigError(f"files[{i}].path: {file.path!r} is already files[{first}].path")
+        _check_file(file, f"files[{i}]")
+    _check_routes(config.routes)
     _check_histogram(config.histogram)
     for i, slo in enumerate(config.slo):
         _regex(slo.route, f"slo[{i}].route")
@@ -267,6 +243,38 @@ def check(config: Config) -> Config:
         _fraction(slo.latency_objective, f"slo[{i}].latency_objective")
         _fraction(slo.availability, f"slo[{i}].availability")
     return config
+
+
+def _check_file(file: FileConfig, where: str) -> None:
+    """Format, latency unit, json fields and labels of one file entry."""
+    if file.format not in FORMATS:
+        raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
+    if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
+        raise ConfigError(f"{where}.latency_unit: must be seconds, milliseconds or microseconds")
+    if file.format == "tsv" and file.latency_unit not in (None, "milliseconds"):
+        raise ConfigError(f"{where}.latency_unit: the tsv format's latency is always in milliseconds")
+    if file.fields and file.format != "json":
+        raise ConfigError(f"{where}.fields: only the json format maps fields")
+    for name in file.fields:
+        if name not in JSON_FIELDS:
+            raise ConfigError(f"{where}.fields.{name}: unknown field (known: {', '.join(JSON_FIELDS)})")
+    if "route" in file.fields and "path" in file.fields:
+        raise ConfigError(f"{where}.fields.path: give route or path, not both")
+    for label in file.labels:
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") or label in (
+                "route", "method", "status", "le", "file"):
+            raise ConfigError(f"{where}.labels.{label}: not a usable Prometheus label name")
+
+
+def _check_routes(routes: RoutesConfig) -> None:
+    if routes.max < 1:
+        raise ConfigError(f"routes.max: must be at least 1, got {routes.max}")
+    for i, rule in enumerate(routes.rules):
+        _regex(rule.match, f"routes.rules[{i}].match")
+        try:  # the template is parsed even when nothing matches: a bad group reference fails here
+            re.compile(rule.match).sub(rule.replace, "")
+        except (re.error, IndexError) as exc:
+            raise ConfigError(f"routes.rules[{i}].replace: invalid replacement: {exc}") from None
 
 
 def _check_histogram(hist: HistogramConfig) -> None:

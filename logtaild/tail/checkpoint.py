@@ -85,14 +85,7 @@ class Checkpointer:
         try:
             self._write(text)
         except OSError as exc:
-            self.failures += 1
-            if self._failing_since is None or now - self._failure_logged >= FAILURE_LOG_EVERY:
-                again = "" if self._failing_since is None else \
-                    f" ({self.failures - self._failing_since} failed writes so far)"
-                log.error("cannot write state file %s: %s%s", self.path, exc.strerror or exc, again)
-                self._failure_logged = now
-                if self._failing_since is None:
-                    self._failing_since = self.failures - 1
+            self._failed(exc, now)
             return False
         if self._failing_since is not None:
             log.warning("state file %s written again after %d failed writes", self.path,
@@ -102,6 +95,17 @@ class Checkpointer:
         self.writes += 1
         self.last_write = now
         return True
+
+    def _failed(self, exc: OSError, now: float) -> None:
+        """Count a failed write; log the first of a run of failures, then at most every FAILURE_LOG_EVERY."""
+        self.failures += 1
+        if self._failing_since is None or now - self._failure_logged >= FAILURE_LOG_EVERY:
+            again = "" if self._failing_since is None else \
+                f" ({self.failures - self._failing_since} failed writes so far)"
+            log.error("cannot write state file %s: %s%s", self.path, exc.strerror or exc, again)
+            self._failure_logged = now
+            if self._failing_since is None:
+                self._failing_since = self.failures - 1
 
     def _write(self, text: str) -> None:
         folder = os.path.dirname(os.path.abspath(self.path))

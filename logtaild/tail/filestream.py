@@ -9,7 +9,9 @@ path keeps the old handle and is retried at every poll. Identity, never size, de
 
 Lines come out in batches (lists of bytes without their newlines); a trailing partial line is held
 until its newline arrives; a line longer than `max_line` is dropped, counted, and the stream resumes
-after its newline, so memory is bounded by `chunk + max_line` whatever the input.
+after its newline, so memory is bounded by `chunk + max_line` whatever the input. `poll()` is a
+generator the consumer may abandon after any batch: each batch is yielded only once its bookkeeping
+is done, so the next poll neither repeats nor skips anything.
 
 Positions (`Position`) are what checkpoints store: identity, a fingerprint of the first bytes, the
 offset after the last whole line handed out, and a hash of the bytes just before it.
@@ -423,15 +425,8 @@ class FileStream:
         Returns its last line if the writer left it without a newline (else []): the caller yields
         it, with the handle already closed, so a consumer that stops there never gets it again.
         """
-        if self._held is not None and self._held[0] is handle:
-            return []  # its first half is still being counted elsewhere; keep it for the checkpoint
-        now = self._clock()
-        quiet = now - handle.last_data >= self.drain_grace
-        if not quiet and now - handle.drain_since < self.drain_max:
+        if not self._drained(handle):
             return []
-        if not quiet:
-            self.stats.drain_timeouts += 1
-            log.warning("%s: old file still growing after %.0fs; closing it", self.path, self.drain_max)
         last: Batch = []
         if handle.partial and not handle.skipping:
             # the writer left it without a final newline: the line is complete as far as anyone will know
@@ -448,6 +443,19 @@ class FileStream:
         handle.close()
         self._draining.remove(handle)
         return last
+
+    def _drained(self, handle: _Handle) -> bool:
+        """Is a draining handle done: quiet for the grace period, or still written past `drain_max`?"""
+        if self._held is not None and self._held[0] is handle:
+            return False  # its first half is still being counted elsewhere; keep it for the checkpoint
+        now = self._clock()
+        if now - handle.last_data >= self.drain_grace:
+            return True
+        if now - handle.drain_since < self.drain_max:
+            return False
+        self.stats.drain_timeouts += 1
+        log.warning("%s: old file still growing after %.0fs; closing it", self.path, self.drain_max)
+        return True
 
     def _check_path(self) -> bool:
         """At EOF: has the path rotated or been truncated? True when there is more to read now."""
