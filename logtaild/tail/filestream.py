@@ -82,7 +82,7 @@ class Position:
 
 def _count(data: Mapping[str, object], name: str) -> int:
     value = data[name]
-    # JSON true is a bool, which is an int to isinstance: an offset of "true" is not a position
+    # `type() is int`, not isinstance: JSON true loads as a bool, which isinstance counts as an int
     if type(value) is not int or value < 0:
         raise ValueError(f"{name} is not a non-negative integer")
     return value
