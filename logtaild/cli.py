@@ -1,7 +1,8 @@
 """The `logtaild` command: flags, config merge, logging set-up, and exit codes.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error (a bad flag, a bad config, a port in
-use). Every error is one line on stderr, never a traceback.
+use). Every error is one line on stderr, never a traceback. This is the one module that imports
+click and the only one that turns exceptions into exit codes; nothing imports it.
 """
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import sys
 from typing import Any
 
 import click
-import yaml
 
 from logtaild import __version__
-from logtaild.config import Config, ConfigError, FileConfig, check, load, to_dict
+from logtaild.config import Config, ConfigError, FileConfig, check, dump_yaml, load
 from logtaild.export.exporter import ListenError
 from logtaild.export.webconfig import load_web_config
 from logtaild.run import modes
@@ -33,13 +33,15 @@ Examples:
 
 Reports go to stdout, logs to stderr; /metrics is served on port 10181 of every interface unless
 --listen says otherwise.
-"""
+"""  # noqa: E501 (the cron example stays one command on one line, to copy as it is)
 
 
 class UsageFailure(Exception):
     """Raised to exit 2 with one line."""
 
 
+# click hands the options over as **kwargs of the types its decorators declare, which it cannot
+# express in a type: they stay `Any` from there to `dataclasses.replace`
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:
     """The flags that were given, as Config field values."""
     out: dict[str, Any] = {}
@@ -106,7 +108,7 @@ def command(**options: Any) -> None:
         config = check(load(options["check_config"]))
         if config.web_config:
             load_web_config(config.web_config)  # certificates and hashes checked too
-        click.echo(yaml.safe_dump(to_dict(config), sort_keys=False), nl=False)
+        click.echo(dump_yaml(config), nl=False)
         return
     if not options.get("once"):  # the web config checked before --detach forks: errors reach the terminal
         web_config = effective_config(options).web_config

@@ -1,8 +1,10 @@
-"""`Config`: frozen dataclasses with the defaults, YAML loading, and `ConfigError` naming the key path.
+"""`Config`: frozen dataclasses with the defaults, YAML in and out, and `ConfigError` naming the key path.
 
 The YAML is mapped onto the dataclasses by their type hints, so a key that is not a field is an
 error ("files[0].fromat: unknown key"), and so is a value of the wrong type; checks that types
-cannot express (ranges, regexes, formats) follow in `_check`.
+cannot express (ranges, regexes, formats) follow in `check`. This is the one module that imports
+yaml: it reads config files (and, through `read_yaml`, the web config) and prints the effective
+config (`dump_yaml`, for --check-config).
 """
 from __future__ import annotations
 
@@ -12,9 +14,12 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import yaml
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DEFAULT_PORT = 10181
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -129,11 +134,16 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 # ---- mapping YAML onto the dataclasses ----------------------------------------------------------
 
-def _type_name(kind: Any) -> str:
-    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+D = TypeVar("D", bound="DataclassInstance")
 
 
-def _convert(kind: Any, value: Any, where: str) -> Any:
+def _type_name(kind: object) -> str:
+    name = getattr(kind, "__name__", None)
+    return name if isinstance(name, str) else str(kind).replace("typing.", "")
+
+
+def _convert(kind: object, value: object, where: str) -> object:
+    """Parsed YAML `value` as the field type hint `kind` says (optional, dataclass, tuple, dict, scalar)."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(kind)
@@ -141,7 +151,7 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
             return None
         kind = next(option for option in options if option is not type(None))
         origin = typing.get_origin(kind)
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         return build(kind, value, where)
     if origin is tuple:
         if not isinstance(value, list):
@@ -152,10 +162,12 @@ def _convert(kind: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return {str(k): _scalar(str, v, f"{where}.{k}") for k, v in value.items()}
+    if not isinstance(kind, type):  # a field type this mapper does not know: a bug here, not in the YAML
+        raise TypeError(f"{where}: cannot map a value onto {kind!r}")
     return _scalar(kind, value, where)
 
 
-def _scalar(kind: type, value: Any, where: str) -> Any:
+def _scalar(kind: type, value: object, where: str) -> object:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -165,7 +177,7 @@ def _scalar(kind: type, value: Any, where: str) -> Any:
     return value
 
 
-def build(cls: type, data: Any, where: str = "") -> Any:
+def build(cls: type[D], data: object, where: str = "") -> D:
     """Build dataclass `cls` from a mapping, naming the key path in every error."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
@@ -174,7 +186,7 @@ def build(cls: type, data: Any, where: str = "") -> Any:
     for key in data:
         if key not in names:
             raise ConfigError(f"{_join(where, key)}: unknown key (known: {', '.join(sorted(names))})")
-    kwargs = {}
+    kwargs: dict[str, object] = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             kwargs[f.name] = _convert(hints[f.name], data[f.name], _join(where, f.name))
@@ -217,37 +229,13 @@ def check(config: Config) -> Config:
     if config.max_line < 256:
         raise ConfigError(f"max_line: must be at least 256, got {config.max_line}")
     for i, file in enumerate(config.files):
-        where = f"files[{i}]"
         if not file.path:
-            raise ConfigError(f"{where}.path: must not be empty")
+            raise ConfigError(f"files[{i}].path: must not be empty")
         first = next(j for j, other in enumerate(config.files) if other.path == file.path)
         if first != i:  # the second entry would be ignored: its format and labels never used
-            raise ConfigError(f"{where}.path: {file.path!r} is already files[{first}].path")
-        if file.format not in FORMATS:
-            raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
-        if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
-            raise ConfigError(f"{where}.latency_unit: must be seconds, milliseconds or microseconds")
-        if file.format == "tsv" and file.latency_unit not in (None, "milliseconds"):
-            raise ConfigError(f"{where}.latency_unit: the tsv format's latency is always in milliseconds")
-        if file.fields and file.format != "json":
-            raise ConfigError(f"{where}.fields: only the json format maps fields")
-        for name in file.fields:
-            if name not in JSON_FIELDS:
-                raise ConfigError(f"{where}.fields.{name}: unknown field (known: {', '.join(JSON_FIELDS)})")
-        if "route" in file.fields and "path" in file.fields:
-            raise ConfigError(f"{where}.fields.path: give route or path, not both")
-        for label in file.labels:
-            if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") or label in (
-                    "route", "method", "status", "le", "file"):
-                raise ConfigError(f"{where}.labels.{label}: not a usable Prometheus label name")
-    if config.routes.max < 1:
-        raise ConfigError(f"routes.max: must be at least 1, got {config.routes.max}")
-    for i, rule in enumerate(config.routes.rules):
-        _regex(rule.match, f"routes.rules[{i}].match")
-        try:  # the template is parsed even when nothing matches: a bad group reference fails here
-            re.compile(rule.match).sub(rule.replace, "")
-        except (re.error, IndexError) as exc:
-            raise ConfigError(f"routes.rules[{i}].replace: invalid replacement: {exc}") from None
+            raise ConfigError(f"files[{i}].path: {file.path!r} is already files[{first}].path")
+        _check_file(file, f"files[{i}]")
+    _check_routes(config.routes)
     _check_histogram(config.histogram)
     for i, slo in enumerate(config.slo):
         _regex(slo.route, f"slo[{i}].route")
@@ -255,6 +243,38 @@ def check(config: Config) -> Config:
         _fraction(slo.latency_objective, f"slo[{i}].latency_objective")
         _fraction(slo.availability, f"slo[{i}].availability")
     return config
+
+
+def _check_file(file: FileConfig, where: str) -> None:
+    """Format, latency unit, json fields and labels of one file entry."""
+    if file.format not in FORMATS:
+        raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
+    if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
+        raise ConfigError(f"{where}.latency_unit: must be seconds, milliseconds or microseconds")
+    if file.format == "tsv" and file.latency_unit not in (None, "milliseconds"):
+        raise ConfigError(f"{where}.latency_unit: the tsv format's latency is always in milliseconds")
+    if file.fields and file.format != "json":
+        raise ConfigError(f"{where}.fields: only the json format maps fields")
+    for name in file.fields:
+        if name not in JSON_FIELDS:
+            raise ConfigError(f"{where}.fields.{name}: unknown field (known: {', '.join(JSON_FIELDS)})")
+    if "route" in file.fields and "path" in file.fields:
+        raise ConfigError(f"{where}.fields.path: give route or path, not both")
+    for label in file.labels:
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") or label in (
+                "route", "method", "status", "le", "file"):
+            raise ConfigError(f"{where}.labels.{label}: not a usable Prometheus label name")
+
+
+def _check_routes(routes: RoutesConfig) -> None:
+    if routes.max < 1:
+        raise ConfigError(f"routes.max: must be at least 1, got {routes.max}")
+    for i, rule in enumerate(routes.rules):
+        _regex(rule.match, f"routes.rules[{i}].match")
+        try:  # the template is parsed even when nothing matches: a bad group reference fails here
+            re.compile(rule.match).sub(rule.replace, "")
+        except (re.error, IndexError) as exc:
+            raise ConfigError(f"routes.rules[{i}].replace: invalid replacement: {exc}") from None
 
 
 def _check_histogram(hist: HistogramConfig) -> None:
@@ -280,7 +300,7 @@ def _check_histogram(hist: HistogramConfig) -> None:
             raise ConfigError(f"histogram.{name}.{step}: required, {'> 1' if step == 'factor' else '> 0'}")
 
 
-def read_yaml(path: str, what: str = "") -> Any:
+def read_yaml(path: str, what: str = "") -> object:
     """Parse a YAML file; every problem is a one-line ConfigError naming the file (and line)."""
     name = f"{what} {path}".strip()
     try:
@@ -302,12 +322,20 @@ def load(path: str) -> Config:
     return check(build(Config, read_yaml(path)))
 
 
-def to_dict(config: Config) -> dict[str, Any]:
-    """The effective config as plain data (for --check-config)."""
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-    return plain(dataclasses.asdict(config))
+def to_dict(config: Config) -> dict[str, object]:
+    """The effective config as plain data: mappings, lists and scalars (tuples become lists)."""
+    return {name: _plain(value) for name, value in dataclasses.asdict(config).items()}
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def dump_yaml(config: Config) -> str:
+    """The effective config as YAML, in field order (what --check-config prints)."""
+    text: str = yaml.safe_dump(to_dict(config), sort_keys=False)
+    return text

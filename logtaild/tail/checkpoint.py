@@ -28,6 +28,7 @@ class State:
     """What the state file holds."""
 
     positions: dict[str, list[Position]] = field(default_factory=dict)
+    #: JSON data other layers keep across runs (cron's counters); only they know its shape
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,11 +55,12 @@ class Checkpointer:
             return State()
         return self._parse(data)
 
-    def _parse(self, data: Any) -> State:
+    def _parse(self, data: object) -> State:
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             log.warning("state file %s has an unknown layout; starting without it", self.path)
             return State()
-        state = State(extra=data.get("extra") if isinstance(data.get("extra"), dict) else {})
+        extra = data.get("extra")
+        state = State(extra=extra if isinstance(extra, dict) else {})
         files = data.get("files")
         for path, entries in (files.items() if isinstance(files, dict) else ()):
             try:
@@ -83,14 +85,7 @@ class Checkpointer:
         try:
             self._write(text)
         except OSError as exc:
-            self.failures += 1
-            if self._failing_since is None or now - self._failure_logged >= FAILURE_LOG_EVERY:
-                again = "" if self._failing_since is None else \
-                    f" ({self.failures - self._failing_since} failed writes so far)"
-                log.error("cannot write state file %s: %s%s", self.path, exc.strerror or exc, again)
-                self._failure_logged = now
-                if self._failing_since is None:
-                    self._failing_since = self.failures - 1
+            self._failed(exc, now)
             return False
         if self._failing_since is not None:
             log.warning("state file %s written again after %d failed writes", self.path,
@@ -100,6 +95,17 @@ class Checkpointer:
         self.writes += 1
         self.last_write = now
         return True
+
+    def _failed(self, exc: OSError, now: float) -> None:
+        """Count a failed write; log the first of a run of failures, then at most every FAILURE_LOG_EVERY."""
+        self.failures += 1
+        if self._failing_since is None or now - self._failure_logged >= FAILURE_LOG_EVERY:
+            again = "" if self._failing_since is None else \
+                f" ({self.failures - self._failing_since} failed writes so far)"
+            log.error("cannot write state file %s: %s%s", self.path, exc.strerror or exc, again)
+            self._failure_logged = now
+            if self._failing_since is None:
+                self._failing_since = self.failures - 1
 
     def _write(self, text: str) -> None:
         folder = os.path.dirname(os.path.abspath(self.path))

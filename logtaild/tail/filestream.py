@@ -9,7 +9,9 @@ path keeps the old handle and is retried at every poll. Identity, never size, de
 
 Lines come out in batches (lists of bytes without their newlines); a trailing partial line is held
 until its newline arrives; a line longer than `max_line` is dropped, counted, and the stream resumes
-after its newline, so memory is bounded by `chunk + max_line` whatever the input.
+after its newline, so memory is bounded by `chunk + max_line` whatever the input. `poll()` is a
+generator the consumer may abandon after any batch: each batch is yielded only once its bookkeeping
+is done, so the next poll neither repeats nor skips anything.
 
 Positions (`Position`) are what checkpoints store: identity, a fingerprint of the first bytes, the
 offset after the last whole line handed out, and a hash of the bytes just before it.
@@ -22,7 +24,7 @@ import logging
 import os
 import stat as stat_mod
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 
 log = logging.getLogger("logtaild.filestream")
@@ -66,16 +68,31 @@ class Position:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Position:
+    def from_dict(cls, data: Mapping[str, object]) -> Position:
         """Build from a state-file entry; raises (KeyError, TypeError, ValueError) when malformed."""
-        values = {name: data[name] for name in cls.__dataclass_fields__}
-        for name in ("dev", "ino", "offset", "fingerprint_len"):
-            if type(values[name]) is not int or values[name] < 0:
-                raise ValueError(f"{name} is not a non-negative integer")
-        for name in ("fingerprint", "tail_hash"):
-            if not isinstance(values[name], str):
-                raise ValueError(f"{name} is not a string")
-        return cls(**values)
+        missing = [name for name in cls.__dataclass_fields__ if name not in data]
+        if missing:
+            raise KeyError(missing[0])
+        return cls(
+            dev=_count(data, "dev"), ino=_count(data, "ino"), offset=_count(data, "offset"),
+            fingerprint=_text(data, "fingerprint"), fingerprint_len=_count(data, "fingerprint_len"),
+            tail_hash=_text(data, "tail_hash"),
+        )
+
+
+def _count(data: Mapping[str, object], name: str) -> int:
+    value = data[name]
+    # `type() is int`, not isinstance: JSON true loads as a bool, which isinstance counts as an int
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name} is not a non-negative integer")
+    return value
+
+
+def _text(data: Mapping[str, object], name: str) -> str:
+    value = data[name]
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not a string")
+    return value
 
 
 @dataclass
@@ -340,7 +357,21 @@ class FileStream:
     # ---- polling --------------------------------------------------------------------------------
 
     def poll(self) -> Iterator[Batch]:
-        """Read everything there is now; yield batches of whole lines."""
+        """Read everything there is now; yield batches of whole lines.
+
+        A consumer may stop taking batches at any point (the service does, when a report is due)
+        and simply call poll() again later: every batch is yielded only after all the state it
+        implies has been recorded (positions advanced, a drained file closed, the gauges set), and
+        the code after a yield only starts the next step. So an abandoned poll hands out nothing
+        twice and loses nothing. A generator, not a list: a backlog of gigabytes stays on disk
+        until it is wanted, a chunk at a time.
+        """
+        for batch in self._batches():
+            self._update_gauges()
+            yield batch
+        self._update_gauges()  # a poll that found nothing still refreshes size and lag
+
+    def _batches(self) -> Iterator[Batch]:
         if self._cur is None:
             self._cur = self._open(self.path)
             if self._cur is not None:
@@ -354,8 +385,9 @@ class FileStream:
             yield from self._read(handle)
             if self._truncated(handle, os.fstat(handle.fd).st_size):
                 yield from self._read(handle)
-            yield from self._finish_drain(handle)
-        self._update_gauges()
+            last = self._finish_drain(handle)
+            if last:
+                yield last
 
     def _read(self, handle: _Handle) -> Iterator[Batch]:
         try:
@@ -387,20 +419,19 @@ class FileStream:
         self.stats.lines_cut += cut
         return lines
 
-    def _finish_drain(self, handle: _Handle) -> Iterator[Batch]:
-        """Close a drained handle once it has been quiet for the grace period (or past the bound)."""
-        if self._held is not None and self._held[0] is handle:
-            return  # its first half is still being counted elsewhere; keep it for the checkpoint
-        now = self._clock()
-        quiet = now - handle.last_data >= self.drain_grace
-        if not quiet and now - handle.drain_since < self.drain_max:
-            return
-        if not quiet:
-            self.stats.drain_timeouts += 1
-            log.warning("%s: old file still growing after %.0fs; closing it", self.path, self.drain_max)
+    def _finish_drain(self, handle: _Handle) -> Batch:
+        """Close a drained handle once it has been quiet for the grace period (or past the bound).
+
+        Returns its last line if the writer left it without a newline (else []): the caller yields
+        it, with the handle already closed, so a consumer that stops there never gets it again.
+        """
+        if not self._drained(handle):
+            return []
+        last: Batch = []
         if handle.partial and not handle.skipping:
             # the writer left it without a final newline: the line is complete as far as anyone will know
-            yield [handle.partial]
+            last = [handle.partial]
+            handle.partial = b""
             handle.consumed = handle.pos
         if self._cur is None and len(self._draining) == 1:
             # nothing else is open for the path: remember where this file ended, or a checkpoint taken
@@ -411,6 +442,20 @@ class FileStream:
                 pass
         handle.close()
         self._draining.remove(handle)
+        return last
+
+    def _drained(self, handle: _Handle) -> bool:
+        """Is a draining handle done: quiet for the grace period, or still written past `drain_max`?"""
+        if self._held is not None and self._held[0] is handle:
+            return False  # its first half is still being counted elsewhere; keep it for the checkpoint
+        now = self._clock()
+        if now - handle.last_data >= self.drain_grace:
+            return True
+        if now - handle.drain_since < self.drain_max:
+            return False
+        self.stats.drain_timeouts += 1
+        log.warning("%s: old file still growing after %.0fs; closing it", self.path, self.drain_max)
+        return True
 
     def _check_path(self) -> bool:
         """At EOF: has the path rotated or been truncated? True when there is more to read now."""

@@ -487,7 +487,10 @@ def test_local_stack_check(tmp_path):
     assert all(_closed(port) for port in ports.values()), ports
 
 
-def test_local_stack_runs_until_ctrl_c(tmp_path):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["from-a-terminal", "sigint-ignored"])
+def test_local_stack_runs_until_ctrl_c(tmp_path, sigint):
+    """Ctrl-C stops the stack whether it was started from a terminal or, with SIGINT ignored, as a
+    background job of a non-interactive shell (and whatever this test run itself inherited)."""
     require_tool("prometheus", "prometheus")
     require_tool("prometheus-alertmanager", "prometheus-alertmanager")
     out = tmp_path / "out.txt"
@@ -497,7 +500,9 @@ def test_local_stack_runs_until_ctrl_c(tmp_path):
         daemon.wait_ready()
         args, ports = _local_stack_args(tmp_path, daemon)
         with out.open("w") as sink:
-            proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            # the disposition set explicitly: exec keeps SIG_IGN, so the test run's own would leak in
+            proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
         wait_until(lambda: "Ctrl-C to stop" in out.read_text() or proc.poll() is not None, 60,
                    "local-stack to start")
         assert proc.poll() is None, out.read_text()

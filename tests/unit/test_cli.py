@@ -78,7 +78,8 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--bogus"], "logtaild: error: No such option"),
-    (["--file", "x", "--interval", "abc"], "logtaild: error: Invalid value for '--interval': 'abc' is not a valid float"),
+    (["--file", "x", "--interval", "abc"],
+     "logtaild: error: Invalid value for '--interval': 'abc' is not a valid float"),
     (["--file", "x", "--interval", "0"], "logtaild: error: interval: must be a positive number, got 0.0"),
     (["--file", "x", "--interval", "-1"], "logtaild: error: interval: must be a positive number, got -1.0"),
     (["--file", "x", "--interval", "nan"], "logtaild: error: interval: must be a positive number, got nan"),

@@ -1,6 +1,7 @@
 """Config: every error names its key path, bucket bounds, listen forms, loading files."""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from logtaild.config import (
     RuleConfig,
     build,
     check,
+    dump_yaml,
     load,
     parse_listen,
     to_dict,
@@ -238,3 +240,28 @@ def test_to_dict_round_trips() -> None:
                               "fields": {}}]
     assert data["histogram"] == {"buckets": [0.1, 1.0], "exponential": None, "linear": None}
     assert conf(data) == config
+
+
+def test_dump_yaml_loads_back_to_the_same_config(tmp_path: Path) -> None:
+    config = conf({"files": [{"path": "a", "labels": {"x": "y"}}], "interval": 2})
+    text = dump_yaml(config)
+    assert text.startswith("listen: :10181\ninterval: 2.0\n")  # field order, not sorted
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load(str(path)) == config
+
+
+def test_yaml_and_click_are_each_imported_by_one_module() -> None:
+    """DESIGN: each third-party library is imported by exactly one module."""
+    package = Path(__file__).resolve().parents[2] / "logtaild"
+    importers: dict[str, list[str]] = {"yaml": [], "click": []}
+    for source in sorted(package.rglob("*.py")):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for library in importers:
+                if any(name == library or name.startswith(library + ".") for name in names):
+                    importers[library].append(str(source.relative_to(package.parent)))
+    assert sorted(set(importers["yaml"])) == ["logtaild/config.py"]
+    assert sorted(set(importers["click"])) == ["logtaild/cli.py"]

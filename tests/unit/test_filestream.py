@@ -94,6 +94,36 @@ def test_rename_and_create_drains_the_old_file_then_reads_the_new(log: Path, clo
     writer.close()
 
 
+def test_a_poll_abandoned_at_a_drained_files_last_line_does_not_hand_it_out_again(
+        log: Path, clock: FakeClock) -> None:
+    log.write_bytes(b"")
+    stream = make(log, clock)
+    append(log, b"1\nno newline")
+    assert lines(stream) == [b"1"]
+    os.rename(log, str(log) + ".1")
+    log.write_bytes(b"")
+    assert lines(stream) == []
+    clock.advance(1.5)
+    batches = stream.poll()
+    assert next(batches) == [b"no newline"]
+    del batches  # the consumer stops here, as the service does when a report is due
+    assert stream.draining == 0
+    assert lines(stream) == []
+    assert stream.positions()[0].offset == 0  # the current (new, empty) file only
+
+
+def test_an_abandoned_poll_loses_nothing_and_keeps_the_gauges(log: Path, clock: FakeClock) -> None:
+    log.write_bytes(b"")
+    stream = make(log, clock, chunk=4)
+    append(log, b"aa\nbb\ncc\n")
+    batches = stream.poll()
+    assert next(batches) == [b"aa"]
+    del batches
+    assert stream.stats.offset == 4 and stream.stats.size == 9
+    assert lines(stream) == [b"bb", b"cc"]
+    assert stream.stats.lag == 0
+
+
 def test_path_missing_between_rename_and_create(log: Path, clock: FakeClock) -> None:
     log.write_bytes(b"")
     stream = make(log, clock)

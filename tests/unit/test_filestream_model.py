@@ -1,17 +1,22 @@
 """A seeded random sequence of file actions checked against a model.
 
 The writer numbers every line. Actions: whole and partial writes, rename+create (with the writer
-keeping the old handle for a while, and with the path missing for a few polls), copytruncate,
-delete+recreate, polls, clock jumps, and stop/restart through a checkpoint (with rotations while
-stopped). After each poll: nothing is read twice and nothing is read that was not written. At the
-end, after the drain grace has passed: every line written was read exactly once, except lines a
-truncation destroyed before anyone could read them (the model never lets a truncation race unread
-data, so that set is empty and the check is exact).
+keeping the old handle for a while, with the path missing for a few polls, and with the old file
+left ending in a line without its newline), copytruncate, delete+recreate, polls, polls the consumer
+abandons after a random number of batches (as the service does when a report is due), clock jumps,
+and stop/restart through a checkpoint (with rotations while stopped). After each poll: nothing is
+read twice and nothing is read that was not written. At the end, after the drain grace has passed:
+every line written was read exactly once, except lines a truncation destroyed before anyone could
+read them (the model never lets a truncation race unread data, so that set is empty and the check
+is exact).
 """
 from __future__ import annotations
 
+import collections
+import itertools
 import os
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -102,15 +107,28 @@ class World:
             self.writer.write(self.pending)
             self.pending = b""
 
-    def rotate(self, gap: bool) -> None:
+    def rotate(self, gap: bool, unterminated: bool = False) -> None:
+        """Rename the file away and create a new one.
+
+        `unterminated`: the writer's last line has no newline and it never writes to the old file
+        again; the stream hands that line out whole once the drain grace has passed.
+        """
         if not self.polled_since_create:
             return  # a file created and rotated away between two polls is never seen by anyone
         self._finish_pending()
+        if unterminated:
+            self.seq += 1
+            line = b"L%08d" % self.seq
+            self.written.add(line)
+            self.writer.write(line)
         self.rotations += 1
         os.rename(self.path, f"{self.path}.{self.rotations}")
         self.writer.deleted = False
         self.writer.active = self.clock.now
-        self.old_writers.append(self.writer)
+        if unterminated:
+            self.writer.close()  # a late write would glue itself to the unterminated line
+        else:
+            self.old_writers.append(self.writer)
         if gap:
             self.poll()
         self.writer = _open(self.path, self.clock)
@@ -134,13 +152,30 @@ class World:
     def poll(self) -> None:
         if self.stream is None:
             return
-        for batch in self.stream.poll():
+        self._take(self.stream.poll())
+        self.polled_since_create = True
+        self.all_read_at_last_poll = True
+
+    def abandoned_poll(self) -> None:
+        """Take a random number of batches, drop the rest of the poll, then poll again.
+
+        The service stops taking batches when a report is due; whatever the stream had not
+        handed out yet must come out of the next poll, and what it had must not come out again.
+        """
+        if self.stream is None:
+            return
+        batches = self.stream.poll()
+        self._take(itertools.islice(batches, self.rng.randint(0, 4)))
+        del batches  # the generator (if poll() is one) is closed here, at the yield it stopped at
+        self.poll()
+
+    def _take(self, batches: Iterable[list[bytes]]) -> None:
+        for batch in batches:
             for line in batch:
                 assert line in self.written, f"read a line never written: {line!r}"
                 self.read.append(line)
-        assert len(self.read) == len(set(self.read)), "a line was read twice"
-        self.polled_since_create = True
-        self.all_read_at_last_poll = True
+        twice = [line for line, n in collections.Counter(self.read).items() if n > 1]
+        assert not twice, f"read twice: {twice}"
 
     def restart(self) -> None:
         """A graceful stop (a last poll, as on SIGTERM), a checkpoint, and a start from it.
@@ -158,7 +193,8 @@ class World:
         self.stream.close()
         self.stream = None
         if self.rng.random() < 0.5 and self.polled_since_create:
-            self.rotate(gap=False)  # rotated while we were stopped
+            # rotated while we were stopped
+            self.rotate(gap=False, unterminated=self.rng.random() < 0.3)
             self.polled_since_create = True  # the new file exists before the restart: it is read from 0
         self.stream = self._new_stream(positions)
 
@@ -167,8 +203,9 @@ class World:
 
     def step(self) -> None:
         actions = [
-            (30, self.write), (20, self.poll), (5, self.late_write_to_old),
+            (30, self.write), (12, self.poll), (8, self.abandoned_poll), (5, self.late_write_to_old),
             (4, lambda: self.rotate(gap=False)), (3, lambda: self.rotate(gap=True)),
+            (3, lambda: self.rotate(gap=self.rng.random() < 0.5, unterminated=True)),
             (3, self.truncate), (2, self.delete_and_recreate), (3, self.restart), (6, self.advance),
         ]
         weights = [w for w, _ in actions]
