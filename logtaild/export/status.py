@@ -6,7 +6,7 @@ one at start, one at each page/JSON view and at each /metrics scrape, stored at 
 seconds and kept for `window` seconds. A view compares a fresh sample with the oldest one inside the
 window (or, after a quiet spell, the newest one before it) and says how long that span is.
 
-States, per route, against its objective (`exporter.Objective`: from the `slo` config, else defaults).
+States, per route, against its objective (`snapshot.Objective`: from the `slo` config, else defaults).
 The burn rate is how fast the error budget is spent: the share of failing requests divided by the share
 the objective allows (5xx: `1 - availability`; slower than the latency threshold: `1 - latency_objective`);
 1 means spending exactly the budget.
@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from logtaild.count.aggregate import BUCKETS, COUNT
+from logtaild.count import slots as layout
 from logtaild.count.window import escape, format_qps
-from logtaild.export.exporter import Objective, Snapshot
+from logtaild.export.snapshot import Objective, Snapshot
 
 WINDOW = 30.0
 SPACING = 5.0
@@ -69,11 +69,12 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
         for (route, _method, status, _extra), slot in file.slots:
             acc = sample.routes.get((file.path, route))
             if acc is None:
-                acc = sample.routes[file.path, route] = [0, 0] + [0] * (len(slot) - BUCKETS)
-            acc[0] += slot[COUNT]
+                acc = sample.routes[file.path, route] = [0, 0] + [0] * layout.bucket_width(slot)
+            requests = layout.count(slot)
+            acc[0] += requests
             if status.startswith("5"):
-                acc[1] += slot[COUNT]
-            for index, n in enumerate(slot[BUCKETS:], 2):
+                acc[1] += requests
+            for index, n in enumerate(layout.bucket_counts(slot), 2):
                 acc[index] += n
     return sample
 

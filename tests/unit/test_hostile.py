@@ -25,7 +25,8 @@ from logtaild.count.formats import PARSERS, REASONS, ParseError
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import escape, format_report
-from logtaild.export.exporter import FileSnapshot, Snapshot, build_registry
+from logtaild.export.collector import build_registry
+from logtaild.export.snapshot import FileSnapshot, Snapshot
 from logtaild.tail.filestream import FileStream
 
 #: By default a fixed (derandomized) set of examples, so CI is deterministic; HOSTILE_EXAMPLES=2000
