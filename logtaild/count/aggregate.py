@@ -7,7 +7,8 @@ common line costs a partition, an rsplit, one dict lookup, int(), float() and a 
 key the cache lacks (a new id, a new query string) is placed through a second cache keyed on
 (method, id-normalized path, status) bytes, without decoding; only a line neither cache knows goes
 through the full checks, in `formats.parse_tsv`'s order, which decide whether and why it is
-malformed. Nothing here calls prometheus-client: the exporter reads the slots under the service's lock.
+malformed. Nothing here calls prometheus-client: export/ reads copies of the slots (`snapshot`),
+taken under the service's lock.
 """
 from __future__ import annotations
 

@@ -56,16 +56,7 @@ def make_app(registry: CollectorRegistry, pages: dict[str, Page]) -> WsgiApp:
         if pieces is None:
             fallback: Iterable[bytes] = metrics(environ, start_response)
             return fallback
-        # sent in chunks of about 90 kB: one 5 MB buffer per scrape (10,000 series), freed in whichever
-        # malloc arena the request's thread had, kept RSS about 20 MB higher
-        headers = [("Content-Type", content_type)]
-        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
-            gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: with the gzip header and trailer
-            body = [b"".join([*map(gz.compress, chunks(pieces)), gz.flush()])]
-            headers.append(("Content-Encoding", "gzip"))
-        else:
-            body = list(chunks(pieces))  # summing 60 chunks' lengths, not 200,000 pieces' (7 ms)
-            headers.append(("Content-Length", str(sum(map(len, body)))))
+        headers, body = _scrape_response(pieces, content_type, environ.get("HTTP_ACCEPT_ENCODING", ""))
         start_response("200 OK", headers)
         return body
 
@@ -83,6 +74,24 @@ def make_app(registry: CollectorRegistry, pages: dict[str, Page]) -> WsgiApp:
         return [body]
 
     return app
+
+
+def _scrape_response(pieces: list[bytes], content_type: str,
+                     accept_encoding: str) -> tuple[list[tuple[str, str]], list[bytes]]:
+    """Headers and body of a fast-path scrape: gzip (level GZIP_LEVEL) when the scraper accepts it.
+
+    Sent in chunks of about 90 kB: one 5 MB buffer per scrape (10,000 series), freed in whichever
+    malloc arena the request's thread had, kept RSS about 20 MB higher.
+    """
+    headers = [("Content-Type", content_type)]
+    if gzip_accepted(accept_encoding):
+        gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: with the gzip header and trailer
+        body = [b"".join([*map(gz.compress, chunks(pieces)), gz.flush()])]
+        headers.append(("Content-Encoding", "gzip"))
+    else:
+        body = list(chunks(pieces))  # summing 60 chunks' lengths, not 200,000 pieces' (7 ms)
+        headers.append(("Content-Length", str(sum(map(len, body)))))
+    return headers, body
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -1,8 +1,9 @@
-"""The fast path (logtaild/exposition.py) against prometheus-client, byte for byte.
+"""The fast path (logtaild/export/exposition.py) against prometheus-client, byte for byte.
 
 `LogtaildCollector.exposition()`, joined, must equal `generate_latest` (and OpenMetrics'
-`generate_latest`) over the same collector's `Metric`s, and both must show the samples the collector showed before the fast path existed (`_reference`: the
-collector as of 46e3ea7, building label dicts and `Metric`s sample by sample).
+`generate_latest`) over the same collector's `Metric`s, and both must show the samples the collector
+showed before the fast path existed (`_reference`: the collector as of 46e3ea7, building label dicts
+and `Metric`s sample by sample).
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.tail.filestream import StreamStats
 
 BOUNDS_S = [0.005, 0.01, 0.1, 0.5, 1.0]
-HOSTILE = ["/a\\b", "/100%25%s%%b%", '/q"uote', "/new\nline", "/\\n literal", '/all\\"\n\\\\', "/x}{,=le=\"1\"", "/ünï©ødé",
-           "/tab\there", "", "/end\\"]
+HOSTILE = ["/a\\b", "/100%25%s%%b%", '/q"uote', "/new\nline", "/\\n literal", '/all\\"\n\\\\', "/x}{,=le=\"1\"",
+           "/ünï©ødé", "/tab\there", "", "/end\\"]
 
 
 def slot(count: int, size: int = 0, lat_ms: float = 0.0, buckets: tuple[int, ...] = ()) -> layout.Slot:

@@ -179,7 +179,8 @@ def drain(stream: FileStream) -> list[bytes]:
 
 @SETTINGS
 @given(chunks=st.lists(st.one_of(hostile_line, st.binary(min_size=200, max_size=900),
-                                 st.builds(lambda n, b: b * n, st.integers(1, 700), st.sampled_from([b"\t", b"\x00", b"a\n"]))),
+                                 st.builds(lambda n, b: b * n, st.integers(1, 700),
+                                           st.sampled_from([b"\t", b"\x00", b"a\n"]))),
                        max_size=25),
        polls=st.lists(st.booleans(), max_size=25))
 def test_filestream_hands_out_exactly_the_complete_lines_up_to_the_cap(

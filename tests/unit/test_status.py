@@ -75,7 +75,7 @@ def test_colours(requests: int, errors: float | None, slow: float | None, p95: f
 def test_rates_come_from_a_short_moving_window() -> None:
     counts, clock = Counts({"/slow": Objective(latency_threshold_s=0.1)}), FakeClock(1000.0)
     b = board(counts, clock)                       # sample at t=0
-    for step in range(1, 7):                       # 60 s of 10 req/s on /, views every 10 s
+    for _step in range(1, 7):                      # 60 s of 10 req/s on /, views every 10 s
         counts.add("/", "200", 100)
         clock.now += 10
         status = b.status()
