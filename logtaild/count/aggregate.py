@@ -1,9 +1,8 @@
 """`Aggregator`: counts parsed lines of one file into plain dict slots, the hot path of logtaild.
 
-A slot (see `slots.py`, which owns its layout) is kept per (route, method, status, extra labels). For
-the TSV format a
-line's raw `request<TAB>status` bytes map straight to their slot through a bounded cache, so the
-common line costs a partition, an rsplit, one dict lookup, int(), float() and a few additions. A raw
+A slot (slots.py owns its layout) is kept per (route, method, status, extra labels). For the TSV
+format a line's raw `request<TAB>status` bytes map straight to their slot through a bounded cache, so
+the common line costs a partition, an rsplit, one dict lookup, int(), float() and a few additions. A raw
 key the cache lacks (a new id, a new query string) is placed through a second cache keyed on
 (method, id-normalized path, status) bytes, without decoding; only a line neither cache knows goes
 through the full checks, in `formats.parse_tsv`'s order, which decide whether and why it is
