@@ -1,19 +1,19 @@
 """`Aggregator`: counts parsed lines of one file into plain dict slots, the hot path of logtaild.
 
-A slot is a list `[count, bytes, latency_sum_ms, bucket_0, ..., bucket_n, bucket_inf]` (bucket counts
-are per bucket, not cumulative) kept per (route, method, status, extra labels). For the TSV format a
-line's raw `request<TAB>status` bytes map straight to their slot through a bounded cache, so the
-common line costs a partition, an rsplit, one dict lookup, int(), float() and a few additions. A raw
+A slot (slots.py owns its layout) is kept per (route, method, status, extra labels). For the TSV
+format a line's raw `request<TAB>status` bytes map straight to their slot through a bounded cache, so
+the common line costs a partition, an rsplit, one dict lookup, int(), float() and a few additions. A raw
 key the cache lacks (a new id, a new query string) is placed through a second cache keyed on
 (method, id-normalized path, status) bytes, without decoding; only a line neither cache knows goes
 through the full checks, in `formats.parse_tsv`'s order, which decide whether and why it is
-malformed. Nothing here calls prometheus-client: the exporter reads the slots under the service's lock.
+malformed. Nothing here calls prometheus-client: export/ reads copies of the slots (`snapshot`),
+taken under the service's lock.
 """
 from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from logtaild.count.formats import (
     MAX_BYTES,
@@ -27,12 +27,21 @@ from logtaild.count.formats import (
     path_part,
 )
 from logtaild.count.record import AccessRecord
-from logtaild.count.routes import RouteLimiter, normalize_id_bytes
+from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes
+from logtaild.count.slots import (
+    BUCKETS,
+    BYTES,
+    COUNT,
+    LAT_SUM,
+    ExtraLabels,
+    Slot,
+    SlotKey,
+    counts_by_route_status,
+    merge_slots,
+    new_slot,
+    observe,
+)
 
-SlotKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
-Slot = list  # [count, bytes, latency_sum_ms, per-bucket counts...]; a list for in-place speed
-
-COUNT, BYTES, LAT_SUM, BUCKETS = 0, 1, 2, 3
 _INF = math.inf
 
 
@@ -77,11 +86,15 @@ class Aggregator:
     # A key the cache lacks is looked up in the path cache (_known_slot). Anything else (a new
     # path, another field count, a value int() or float() rejects or that is out of range) is
     # returned and goes through _feed_tsv_miss, which gives the same verdict as parse_tsv.
+    # They are the only code outside slots.py that indexes a slot: a call to slots.observe per line
+    # would cost more than the rest of the loop body, so they add in place, with slots.py's index
+    # constants bound to locals (a local load costs what the literal index did, a global more).
 
     def _feed_tsv5(self, lines: list[bytes]) -> list[bytes]:
         """`ip, request, status, bytes, latency` lines; returns the ones it could not count."""
         get, known = self._cache.get, self._known_slot
         bounds = self.bounds_ms
+        count_at, bytes_at, lat_at, buckets_at = COUNT, BYTES, LAT_SUM, BUCKETS
         slow: list[bytes] = []
         for line in lines:
             try:
@@ -93,10 +106,10 @@ class Aggregator:
                 slow.append(line)
                 continue
             if slot is not None and 0 <= size < MAX_BYTES and 0.0 <= lat < _INF:
-                slot[0] += 1
-                slot[1] += size
-                slot[2] += lat
-                slot[3 + bisect_left(bounds, lat)] += 1
+                slot[count_at] += 1
+                slot[bytes_at] += size
+                slot[lat_at] += lat
+                slot[buckets_at + bisect_left(bounds, lat)] += 1
             else:
                 slow.append(line)
         return slow
@@ -104,6 +117,7 @@ class Aggregator:
     def _feed_tsv4(self, lines: list[bytes]) -> list[bytes]:
         """`ip, request, status, bytes` lines (no latency); returns the ones it could not count."""
         get, known = self._cache.get, self._known_slot
+        count_at, bytes_at = COUNT, BYTES  # see above: slots.py's layout, in place
         slow: list[bytes] = []
         for line in lines:
             try:
@@ -114,8 +128,8 @@ class Aggregator:
                 slow.append(line)
                 continue
             if slot is not None and 0 <= size < MAX_BYTES:
-                slot[0] += 1
-                slot[1] += size
+                slot[count_at] += 1
+                slot[bytes_at] += size
             else:
                 slow.append(line)
         return slow
@@ -140,17 +154,16 @@ class Aggregator:
             self._malformed(exc.reason, line)
             return
         if slot is None:
-            method, route, status_label = labels  # type: ignore[misc] # set whenever slot is None
+            assert labels is not None  # computed in the try whenever slot is None
+            method, route, status_label = labels
             slot = self.slot_for_admitted(self.limiter.admit_normalized(route), method, status_label)
             if len(self._paths) >= self._cache_max:
                 self._paths.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
-            self._paths[self._path_key(request, status)] = slot  # a valid request has a path key
+            path_key = self._path_key(request, status)
+            if path_key is not None:  # always, for a request parse_request accepted
+                self._paths[path_key] = slot
             self._remember_raw(raw_key, slot)
-        slot[COUNT] += 1
-        slot[BYTES] += size
-        if latency is not None:
-            slot[LAT_SUM] += latency
-            slot[BUCKETS + bisect_left(self.bounds_ms, latency)] += 1
+        observe(slot, self.bounds_ms, size, latency)
 
     def _known_slot(self, key: bytes) -> Slot | None:
         """The slot of a new `request<TAB>status` key if its path key is cached (then key is too)."""
@@ -205,36 +218,40 @@ class Aggregator:
         except ParseError as exc:
             self._malformed(exc.reason, line)
             return
-        self.add(self.slot_for(record.route, record.method, record.status, record.labels), record)
+        slot = self.slot_for(record.route, record.method, record.status, record.labels)
+        observe(slot, self.bounds_ms, record.bytes, record.latency_ms)  # not self.add: one call per line
 
     def add(self, slot: Slot, record: AccessRecord) -> None:
         """Count one record into its slot."""
-        slot[COUNT] += 1
-        slot[BYTES] += record.bytes
-        if record.latency_ms is not None:
-            slot[LAT_SUM] += record.latency_ms
-            slot[BUCKETS + bisect_left(self.bounds_ms, record.latency_ms)] += 1
+        observe(slot, self.bounds_ms, record.bytes, record.latency_ms)
 
     def add_record(self, record: AccessRecord) -> None:
         """Count a record parsed elsewhere (tests, other formats)."""
         self.lines += 1
         self.add(self.slot_for(record.route, record.method, record.status, record.labels), record)
 
-    def slot_for(
-        self, route: str, method: str, status: str, labels: tuple[tuple[str, str], ...] = ()
-    ) -> Slot:
+    def slot_for(self, route: str, method: str, status: str, labels: ExtraLabels = ()) -> Slot:
         """The slot of a raw route after normalization and the cardinality cap."""
         return self.slot_for_admitted(self.limiter.admit(route), method, status, labels)
 
-    def slot_for_admitted(
-        self, route: str, method: str, status: str, labels: tuple[tuple[str, str], ...] = ()
-    ) -> Slot:
+    def slot_for_admitted(self, route: str, method: str, status: str, labels: ExtraLabels = ()) -> Slot:
         """The slot of a route value that already went through the limiter."""
         key = (route, method, status, labels)
         slot = self.slots.get(key)
         if slot is None:
-            slot = self.slots[key] = [0, 0, 0.0] + [0] * (len(self.bounds_ms) + 1)
+            slot = self.slots[key] = new_slot(self.bounds_ms)
         return slot
+
+    def merge_slots(self, slots: Mapping[SlotKey, Slot]) -> None:
+        """Add slots counted elsewhere (a worker, the state file, a replaced aggregator), admitting
+        their routes through this aggregator's cap, so the cap holds over the sum."""
+        merge_slots(slots, self._counted_slot)
+
+    def _counted_slot(self, key: SlotKey) -> Slot:
+        """This aggregator's slot for a key another aggregator produced (its route already normalized)."""
+        route, method, status, labels = key
+        admitted = route if route == OVERFLOW_ROUTE else self.limiter.admit_normalized(route)
+        return self.slot_for_admitted(admitted, method, status, labels)
 
     def snapshot(self) -> list[tuple[SlotKey, Slot]]:
         """A copy of every slot, taken under the caller's lock."""
@@ -242,7 +259,4 @@ class Aggregator:
 
     def counts_by_route_status(self) -> dict[tuple[str, str], int]:
         """Request counts per (route, status), summed over methods and labels."""
-        out: dict[tuple[str, str], int] = {}
-        for (route, _method, status, _labels), slot in self.slots.items():
-            out[route, status] = out.get((route, status), 0) + slot[COUNT]
-        return out
+        return counts_by_route_status(self.slots)

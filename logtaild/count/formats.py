@@ -160,11 +160,17 @@ LATENCY_SCALES = {"seconds": 1000.0, "milliseconds": 1.0, "microseconds": 0.001}
 
 
 class FileOptions(Protocol):
-    """What a parser needs from a `config.FileConfig` (formats.py imports no sibling but record)."""
+    """What a parser needs from a `config.FileConfig` (formats.py imports no sibling but record).
 
-    format: str
-    latency_unit: str | None
-    fields: Mapping[str, str]
+    Read-only properties, so a frozen dataclass (FileConfig is one) conforms.
+    """
+
+    @property
+    def format(self) -> str: ...
+    @property
+    def latency_unit(self) -> str | None: ...
+    @property
+    def fields(self) -> Mapping[str, str]: ...
 
 
 # ---- combined -----------------------------------------------------------------------------------

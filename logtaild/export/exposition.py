@@ -4,7 +4,7 @@ Why this exists: with 10,000 series a scrape has about 62,000 samples, and prome
 `generate_latest` alone spends about 4 µs per sample re-sorting and re-escaping every sample's labels
 (about 260 ms), before counting the cost of building its `Metric` objects. Here each series' label
 string (`{k="v",...}`, sorted, escaped) is rendered once and kept while the series exists; a scrape
-only adds the numbers up and formats the values. The exporter uses this renderer for the text format
+only adds the numbers up and formats the values. A scrape uses this renderer for the text format
 and OpenMetrics, and converts the same model to prometheus-client `Metric`s for everything else
 (`name[]` filtering, escaping schemes that rewrite names, the textfile), so both paths always show the
 same samples, and the unit tests compare this output byte for byte with prometheus-client's.
@@ -26,12 +26,10 @@ from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import add
 
-from prometheus_client.openmetrics.exposition import escape_label_name
-from prometheus_client.utils import floatToGoString
+from logtaild.count.slots import SlotKey
+from logtaild.export.promclient import escape_label_name, float_to_go
+from logtaild.export.snapshot import Labels
 
-from logtaild.count.aggregate import SlotKey
-
-Labels = dict[str, str]
 Number = int | float
 LabelsKey = tuple[tuple[str, str], ...]  # a file's constant labels, as a cache key
 
@@ -173,7 +171,7 @@ class HistogramValue:
 
     group: Group
     les: tuple[str, ...]
-    counts: list[int]
+    counts: list[Number]
     sum_s: float
 
 
@@ -217,7 +215,7 @@ def to_float(value: Number) -> float:
 def _format(values: Iterable[Number], memo: dict[Number, bytes]) -> None:
     """Put ` <value>\n` in `memo` for each value not there yet: each distinct value formatted once."""
     for value in set(values).difference(memo):
-        memo[value] = b" " + floatToGoString(to_float(value)).encode() + b"\n"
+        memo[value] = b" " + float_to_go(to_float(value)).encode() + b"\n"
 
 
 def render(families: Iterable[Family], openmetrics: bool = False) -> list[bytes]:

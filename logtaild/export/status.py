@@ -6,7 +6,7 @@ one at start, one at each page/JSON view and at each /metrics scrape, stored at 
 seconds and kept for `window` seconds. A view compares a fresh sample with the oldest one inside the
 window (or, after a quiet spell, the newest one before it) and says how long that span is.
 
-States, per route, against its objective (`exporter.Objective`: from the `slo` config, else defaults).
+States, per route, against its objective (`snapshot.Objective`: from the `slo` config, else defaults).
 The burn rate is how fast the error budget is spent: the share of failing requests divided by the share
 the objective allows (5xx: `1 - availability`; slower than the latency threshold: `1 - latency_objective`);
 1 means spending exactly the budget.
@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from logtaild.count.aggregate import BUCKETS, COUNT
+from logtaild.count import slots as layout
 from logtaild.count.window import escape, format_qps
-from logtaild.export.exporter import Objective, Snapshot
+from logtaild.export.snapshot import Objective, Snapshot
 
 WINDOW = 30.0
 SPACING = 5.0
@@ -69,11 +69,12 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
         for (route, _method, status, _extra), slot in file.slots:
             acc = sample.routes.get((file.path, route))
             if acc is None:
-                acc = sample.routes[file.path, route] = [0, 0] + [0] * (len(slot) - BUCKETS)
-            acc[0] += slot[COUNT]
+                acc = sample.routes[file.path, route] = [0, 0] + [0] * layout.bucket_width(slot)
+            requests = layout.count(slot)
+            acc[0] += requests
             if status.startswith("5"):
-                acc[1] += slot[COUNT]
-            for index, n in enumerate(slot[BUCKETS:], 2):
+                acc[1] += requests
+            for index, n in enumerate(layout.bucket_counts(slot), 2):
                 acc[index] += n
     return sample
 
@@ -305,12 +306,21 @@ def _row(cells: Iterable[str], attrs: str = "") -> str:
 
 def render_html(status: dict[str, Any], nonce: str) -> str:
     """The page; every string from the log goes through `text()`."""
+    several = len(status["files"]) > 1
+    out = _head(status, nonce)
+    out += _routes_table(status["routes"], several)
+    out += _files_table(status["files"], status["time"])
+    out += _legend(status["legend"])
+    return "\n".join(out)
+
+
+def _head(status: dict[str, Any], nonce: str) -> list[str]:
+    """From the doctype to the summary line under the title."""
     now = status["time"]
     loop = status["loop"]
-    several = len(status["files"]) > 1
     tick = ("loop ticking" if loop["ok"] else '<span class="stuck">loop STUCK</span>') + (
         f" (last tick {loop['seconds_since_tick']:.1f}s ago)" if loop["seconds_since_tick"] is not None else "")
-    out = [
+    return [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="refresh" content="{REFRESH}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -319,13 +329,19 @@ def render_html(status: dict[str, Any], nonce: str) -> str:
         f'<p class="meta">version {text(status["version"])} · rates over the last '
         f'{status["window_seconds"]:.1f}s · {tick} · refreshes every {REFRESH}s · '
         f'{time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))}</p>',
+    ]
+
+
+def _routes_table(routes: list[dict[str, Any]], several: bool) -> list[str]:
+    """The routes, worst first; a file column only when there are several files."""
+    out = [
         "<h2>Routes</h2>", '<table id="routes"><thead><tr><th>state</th>'
         + ('<th class="l">file</th>' if several else "")
         + '<th class="l">route</th>'
         "<th>req/s</th><th>errors (5xx)</th><th>p95</th><th>burn rate</th>"
         "<th>objective</th><th>requests</th></tr></thead><tbody>",
     ]
-    for route in status["routes"]:
+    for route in routes:
         obj = route["objective"]
         cells = [f'<td><span class="badge">{route["state"]}</span></td>']
         if several:
@@ -343,23 +359,35 @@ def render_html(status: dict[str, Any], nonce: str) -> str:
             f'<td>{route["requests_total"]}</td>',
         ]
         out.append(_row(cells, f' class="state-{route["state"]}" data-state="{route["state"]}"'))
-    if not status["routes"]:
+    if not routes:
         out.append(f'<tr><td colspan="{9 if several else 8}">no requests yet</td></tr>')
-    out += ["</tbody></table>", "<h2>Files</h2>",
-            '<table id="files"><thead><tr><th class="l">path</th><th>inode</th><th>offset</th><th>lag</th>'
-            "<th>lines/s</th><th>lines</th><th>malformed</th><th>last rotation</th></tr></thead><tbody>"]
-    for file in status["files"]:
+    out.append("</tbody></table>")
+    return out
+
+
+def _files_table(files: list[dict[str, Any]], now: float) -> list[str]:
+    """One row per followed file."""
+    out = ["<h2>Files</h2>",
+           '<table id="files"><thead><tr><th class="l">path</th><th>inode</th><th>offset</th><th>lag</th>'
+           "<th>lines/s</th><th>lines</th><th>malformed</th><th>last rotation</th></tr></thead><tbody>"]
+    for file in files:
         out.append(_row([
             f'<td class="path">{text(file["path"])}</td>', f'<td>{file["inode"]}</td>',
             f'<td>{file["offset"]}</td>', f'<td class="lag">{file["lag_bytes"]} B</td>',
             f'<td>{format_qps(file["lines_per_second"])}</td>', f'<td>{file["lines"]}</td>',
             f'<td>{file["malformed"]}</td>', f'<td>{_ago(file["last_rotation"], now)}</td>',
         ]))
-    out += ["</tbody></table>", "<h2>States</h2>", "<dl>"]
-    for state, meaning in status["legend"].items():
+    out.append("</tbody></table>")
+    return out
+
+
+def _legend(legend: dict[str, str]) -> list[str]:
+    """What the colours mean, the burn rate, and the other views; then the end of the page."""
+    out = ["<h2>States</h2>", "<dl>"]
+    for state, meaning in legend.items():
         out.append(f'<dt class="state-{state}"><span class="badge">{state}</span></dt><dd>{html.escape(meaning)}</dd>')
     out += ["</dl>", '<p class="meta">Burn rate: the share of requests failing (5xx) or slower than the '
             "latency threshold, divided by the share the objective allows; 1 spends the budget exactly. "
             'Also as <a href="status.json">status.json</a>; metrics on <a href="metrics">/metrics</a>.</p>',
             "</body></html>", ""]
-    return "\n".join(out)
+    return out

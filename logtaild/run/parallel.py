@@ -3,7 +3,8 @@
 The FileStream hands out the first half of its unread backlog (`split_backlog`); a child process,
 forked with the parent's parser and route rules, counts that byte range into a fresh Aggregator and
 sends back its slots; the parent merges them (`merge`) and releases the stream's checkpoint hold.
-The merge goes through the parent's RouteLimiter, so the cardinality cap still holds over the sum.
+The merge goes through the parent's RouteLimiter (`Aggregator.merge_slots`), so the cardinality cap
+still holds over the sum.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import os
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-from logtaild.count.aggregate import Aggregator, SlotKey
-from logtaild.count.routes import OVERFLOW_ROUTE
+from logtaild.count.aggregate import Aggregator
+from logtaild.count.slots import Slot, SlotKey
 from logtaild.tail.filestream import read_range
 
 
@@ -22,7 +23,7 @@ from logtaild.tail.filestream import read_range
 class RangeResult:
     """What the worker counted."""
 
-    slots: dict[SlotKey, list]
+    slots: dict[SlotKey, Slot]
     malformed: dict[str, int]
     lines: int
     lines_cut: int
@@ -57,6 +58,7 @@ def _close_inherited(keep: set[int]) -> None:
 
 
 def _count(agg: Aggregator, fd: int, start: int, end: int, max_line: int, send: Connection) -> None:
+    """The child: count the byte range of `fd` into `agg` and send the result back."""
     _close_inherited({fd, send.fileno()})
     cut = 0
     for lines, dropped in read_range(fd, start, end, max_line):
@@ -80,6 +82,7 @@ class RangeJob:
         os.close(fd)
 
     def done(self) -> bool:
+        """Whether the counts (or the worker's end) are there to read without waiting."""
         return self._receive.poll()
 
     def result(self, timeout: float | None = None) -> RangeResult | None:
@@ -88,9 +91,10 @@ class RangeJob:
             self._process.kill()
             self._process.join()
             return None
+        result: RangeResult | None
         try:
-            result: RangeResult = self._receive.recv()
-        except EOFError:
+            result = self._receive.recv()  # only _count sends, and only a RangeResult
+        except EOFError:  # the worker died before sending
             result = None
         self._process.join()
         return result
@@ -101,8 +105,4 @@ def merge(agg: Aggregator, result: RangeResult) -> None:
     agg.lines += result.lines
     for reason, count in result.malformed.items():
         agg.malformed[reason] = agg.malformed.get(reason, 0) + count
-    for (route, method, status, labels), slot in result.slots.items():
-        admitted = route if route == OVERFLOW_ROUTE else agg.limiter.admit_normalized(route)
-        target = agg.slot_for_admitted(admitted, method, status, labels)
-        for index, value in enumerate(slot):
-            target[index] += value
+    agg.merge_slots(result.slots)

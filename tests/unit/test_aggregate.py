@@ -5,7 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logtaild.count.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM, Aggregator
+from logtaild.count import slots
+from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import REASONS, ParseError, parse_tsv
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter
@@ -105,11 +106,11 @@ def _assert_same_slots(fast: Aggregator, ref: Aggregator) -> None:
     assert fast.slots.keys() == ref.slots.keys()
     for key, slot in fast.slots.items():
         want = ref.slots[key]
-        assert slot[COUNT] == want[COUNT], key
-        assert slot[BYTES] == want[BYTES], key
-        assert slot[BUCKETS:] == want[BUCKETS:], key
+        assert slots.count(slot) == slots.count(want), key
+        assert slots.byte_count(slot) == slots.byte_count(want), key
+        assert slots.bucket_counts(slot) == slots.bucket_counts(want), key
         # the fast path sums a batch's cache hits before its misses: float addition order differs
-        assert slot[LAT_SUM] == pytest.approx(want[LAT_SUM], rel=1e-12, abs=1e-9), key
+        assert slots.latency_sum_ms(slot) == pytest.approx(slots.latency_sum_ms(want), rel=1e-12, abs=1e-9), key
 
 
 @settings(max_examples=300, deadline=None, derandomize=True,
@@ -154,11 +155,11 @@ def test_fast_path_examples_against_reference() -> None:
         "fields": 4, "request": 2, "status": 0, "bytes": 2, "latency": 2, "encoding": 2}
     root = fast.slots["/", "GET", "200", ()]
     # per pass 7 valid lines: 10, 20, "-" = 0, 5 (latency -0), "1_0" = 10, " 7", "8\r"
-    assert root[COUNT] == 2 * 7
-    assert root[BYTES] == 2 * (10 + 20 + 0 + 5 + 10 + 7 + 8)
+    assert slots.count(root) == 2 * 7
+    assert slots.byte_count(root) == 2 * (10 + 20 + 0 + 5 + 10 + 7 + 8)
     users = fast.slots["/users/:id", "GET", "404", ()]
-    assert users[COUNT] == 4
-    assert users[BUCKETS:] == [0, 2, 2, 0, 0, 0, 0]  # 10 -> le=10; 10.0001 -> le=25
+    assert slots.count(users) == 4
+    assert slots.bucket_counts(users) == [0, 2, 2, 0, 0, 0, 0]  # 10 -> le=10; 10.0001 -> le=25
     assert fast.lines == 30
 
 
@@ -170,8 +171,8 @@ def test_raw_cache_is_bounded() -> None:
         agg.feed([b"1\tGET /p%d\t200\t1" % (chunk * 100 + i) for i in range(100)])
         assert len(agg._cache) <= 50
     # everything still counted, the excess under the overflow route
-    assert sum(slot[COUNT] for slot in agg.slots.values()) == 2000
-    assert agg.slots[OVERFLOW_ROUTE, "GET", "200", ()][COUNT] == 2000 - 10
+    assert sum(map(slots.count, agg.slots.values())) == 2000
+    assert slots.count(agg.slots[OVERFLOW_ROUTE, "GET", "200", ()]) == 2000 - 10
     assert agg.limiter.distinct == 10
 
 
@@ -220,8 +221,8 @@ def test_a_batch_mixing_field_counts_counts_every_line(first: bytes) -> None:
     agg.feed(lines)
     slot = agg.slots["/", "GET", "200", ()]
     with_latency = 2 * (2 + (first.count(b"\t") == 4))
-    assert slot[COUNT] == 10 and slot[BYTES] == 2 * (30 + 1)
-    assert sum(slot[BUCKETS:]) == with_latency
+    assert slots.count(slot) == 10 and slots.byte_count(slot) == 2 * (30 + 1)
+    assert sum(slots.bucket_counts(slot)) == with_latency
     assert agg.malformed == dict.fromkeys(agg.malformed, 0)
 
 
@@ -240,8 +241,8 @@ def test_bucket_placement_at_exact_bounds(latency: bytes, bucket: int) -> None:
         slot = agg.slots["/", "GET", "200", ()]
         expected = [0] * (len(BOUNDS_MS) + 1)
         expected[bucket] = len(lines)
-        assert slot[BUCKETS:] == expected
-        assert slot[LAT_SUM] == float(latency) * len(lines)
+        assert slots.bucket_counts(slot) == expected
+        assert slots.latency_sum_ms(slot) == float(latency) * len(lines)
 
 
 def test_service_bounds_conversion_keeps_exact_bounds() -> None:
@@ -251,7 +252,7 @@ def test_service_bounds_conversion_keeps_exact_bounds() -> None:
     assert bounds_ms == [5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000]
     agg = make(bounds=bounds_ms)
     agg.feed([b"1\tGET /\t200\t1\t75", b"1\tGET /\t200\t1\t75"])
-    assert agg.slots["/", "GET", "200", ()][BUCKETS + 4] == 2
+    assert slots.bucket_counts(agg.slots["/", "GET", "200", ()])[4] == 2
 
 
 def test_four_field_lines_have_no_latency() -> None:

@@ -10,8 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from logtaild.export import exporter
-from logtaild.export.exporter import FileSnapshot, ListenError, LogtaildCollector, Objective, Snapshot, make_app, serve
+from logtaild.count import slots as layout
+from logtaild.export import server
+from logtaild.export.collector import LogtaildCollector
+from logtaild.export.server import ListenError, make_app, serve
+from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.tail.filestream import StreamStats
 
 PATH = "/var/log/app/access.tsv"
@@ -20,13 +23,13 @@ API = Objective(latency_threshold_s=0.1, latency_objective=0.95, availability_ob
 
 
 def file_snapshot(path: str = PATH, labels: dict[str, str] | None = None) -> FileSnapshot:
-    # slot: [count, bytes, latency_sum_ms, le=0.005, le=0.01, le=0.1, le=0.5, le=1, +Inf] (not cumulative)
+    # buckets: le=0.005, le=0.01, le=0.1, le=0.5, le=1, +Inf (not cumulative)
     slots = [
-        (("/", "GET", "200", ()), [10, 1000, 1234.5, 2, 3, 4, 0, 1, 0]),
-        (("/", "GET", "500", ()), [2, 20, 3000.0, 0, 0, 0, 0, 0, 2]),
-        (("/", "POST", "200", ()), [3, 30, 0.0, 0, 0, 0, 0, 0, 0]),           # no latency field
-        (("/api", "GET", "200", (("service", "api"),)), [4, 400, 400.0, 0, 0, 2, 2, 0, 0]),
-        (("__other__", "GET", "404", ()), [5, 50, 0.0, 0, 0, 0, 0, 0, 0]),
+        (("/", "GET", "200", ()), layout.filled(10, 1000, 1234.5, [2, 3, 4, 0, 1, 0])),
+        (("/", "GET", "500", ()), layout.filled(2, 20, 3000.0, [0, 0, 0, 0, 0, 2])),
+        (("/", "POST", "200", ()), layout.filled(3, 30, 0.0, [0, 0, 0, 0, 0, 0])),           # no latency field
+        (("/api", "GET", "200", (("service", "api"),)), layout.filled(4, 400, 400.0, [0, 0, 2, 2, 0, 0])),
+        (("__other__", "GET", "404", ()), layout.filled(5, 50, 0.0, [0, 0, 0, 0, 0, 0])),
     ]
     stats = StreamStats(bytes_read=12345, lines_cut=1, reopens=2,
                         rotations={"rename": 3, "truncate": 1, "delete": 0}, drain_timeouts=4, read_errors=5,
@@ -242,7 +245,7 @@ def test_listen_error_names_the_address(monkeypatch: pytest.MonkeyPatch, host: s
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
 
-    monkeypatch.setattr(exporter, "make_server", refuse)
+    monkeypatch.setattr(server, "make_server", refuse)
     with pytest.raises(ListenError) as info:
         serve(make_app(CollectorRegistry(), {}), host, 10181)
     assert str(info.value) == f"cannot listen on {where}: Cannot assign requested address"

@@ -1,8 +1,9 @@
-"""The fast path (logtaild/exposition.py) against prometheus-client, byte for byte.
+"""The fast path (logtaild/export/exposition.py) against prometheus-client, byte for byte.
 
 `LogtaildCollector.exposition()`, joined, must equal `generate_latest` (and OpenMetrics'
-`generate_latest`) over the same collector's `Metric`s, and both must show the samples the collector showed before the fast path existed (`_reference`: the
-collector as of 46e3ea7, building label dicts and `Metric`s sample by sample).
+`generate_latest`) over the same collector's `Metric`s, and both must show the samples the collector
+showed before the fast path existed (`_reference`: the collector as of 46e3ea7, building label dicts
+and `Metric`s sample by sample).
 """
 from __future__ import annotations
 
@@ -18,27 +19,20 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.utils import floatToGoString
 
-from logtaild.count.aggregate import BUCKETS, BYTES, COUNT, LAT_SUM
-from logtaild.export.exporter import (
-    FileSnapshot,
-    LogtaildCollector,
-    LogtaildRegistry,
-    Objective,
-    Snapshot,
-    build_registry,
-    make_app,
-    serve,
-)
+from logtaild.count import slots as layout
+from logtaild.export.collector import LogtaildCollector, LogtaildRegistry, build_registry
 from logtaild.export.exposition import chunks, escape_value, label_string
+from logtaild.export.server import make_app, serve
+from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.tail.filestream import StreamStats
 
 BOUNDS_S = [0.005, 0.01, 0.1, 0.5, 1.0]
-HOSTILE = ["/a\\b", "/100%25%s%%b%", '/q"uote', "/new\nline", "/\\n literal", '/all\\"\n\\\\', "/x}{,=le=\"1\"", "/ünï©ødé",
-           "/tab\there", "", "/end\\"]
+HOSTILE = ["/a\\b", "/100%25%s%%b%", '/q"uote', "/new\nline", "/\\n literal", '/all\\"\n\\\\', "/x}{,=le=\"1\"",
+           "/ünï©ødé", "/tab\there", "", "/end\\"]
 
 
-def slot(count: int, size: int = 0, lat_ms: float = 0.0, buckets: tuple[int, ...] = ()) -> list:
-    return [count, size, lat_ms, *buckets, *[0] * (len(BOUNDS_S) + 1 - len(buckets))]
+def slot(count: int, size: int = 0, lat_ms: float = 0.0, buckets: tuple[int, ...] = ()) -> layout.Slot:
+    return layout.filled(count, size, lat_ms, [*buckets, *[0] * (len(BOUNDS_S) + 1 - len(buckets))])
 
 
 def file_snapshot(path: str, labels: dict[str, str], slots: list, objectives: dict[str, Objective] | None = None,
@@ -155,7 +149,7 @@ def test_the_label_cache_follows_changing_series() -> None:
     _text(collector)
     changed = several_files()
     changed.files[0].slots = changed.files[0].slots[1:] + [(("/new", "GET", "200", ()), slot(7, 70, 7.0, (7,)))]
-    changed.files[0].slots[0][1][COUNT] += 100
+    layout.merge_slot(changed.files[0].slots[0][1], slot(100))
     changed.files.pop(2)
     state["snap"] = changed
     assert _text(collector) == generate_latest(_registry(collector))
@@ -341,14 +335,14 @@ def _requests(out: _Families, file: FileSnapshot) -> None:
     for (route, method, status, extra), s in file.slots:
         labels = {**file.labels, **dict(extra), "route": route, "method": method, "status": status}
         out.add("logtaild_http_requests", "counter", "HTTP requests seen in the access log.",
-                "logtaild_http_requests_total", labels, s[COUNT])
+                "logtaild_http_requests_total", labels, layout.count(s))
         out.add("logtaild_http_response_bytes", "counter", "Response bytes seen in the access log.",
-                "logtaild_http_response_bytes_total", labels, s[BYTES])
-        if any(s[BUCKETS:]):
+                "logtaild_http_response_bytes_total", labels, layout.byte_count(s))
+        if any(layout.bucket_counts(s)):
             key = tuple({**file.labels, **dict(extra), "route": route, "method": method}.items())
-            acc = hist.setdefault(key, [0.0] * (len(s) - BUCKETS + 1))
-            acc[0] += s[LAT_SUM]
-            for index, n in enumerate(s[BUCKETS:], 1):
+            acc = hist.setdefault(key, [0.0] * (layout.bucket_width(s) + 1))
+            acc[0] += layout.latency_sum_ms(s)
+            for index, n in enumerate(layout.bucket_counts(s), 1):
                 acc[index] += n
     for key, acc in hist.items():
         _histogram(out, file, dict(key), acc)
@@ -392,7 +386,7 @@ def _file_metrics(out: _Families, file: FileSnapshot) -> None:
         ("logtaild_drain_timeouts", "Old files closed while still growing.", stats.drain_timeouts),
         ("logtaild_read_errors", "Failed opens, reads and stats (retried).", stats.read_errors),
         ("logtaild_route_overflow", "Requests counted under __other__ because the route cap was hit.",
-         sum(s[COUNT] for (route, *_rest), s in file.slots if route == "__other__")),
+         sum(layout.count(s) for (route, *_rest), s in file.slots if route == "__other__")),
     ]:
         out.add(name, "counter", doc, name + "_total", lab, value)
     for reason, value in file.malformed.items():

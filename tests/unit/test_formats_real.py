@@ -120,7 +120,8 @@ COMBINED_BAD = [
     ("request one word", combined(b"GET"), "request"),
     ("request relative target", combined(b"GET index.html HTTP/1.1"), "request"),
     ("request with a space in the URL", combined(b"GET /a b HTTP/1.1"), "request"),
-    ("TLS handshake on the HTTP port", combined(rb"\x16\x03\x01\x00\xF1\x01\x00", b"400", b"157"), "request"),  # one word: not a request line
+    # one word: not a request line
+    ("TLS handshake on the HTTP port", combined(rb"\x16\x03\x01\x00\xF1\x01\x00", b"400", b"157"), "request"),
     ("CONNECT authority form", combined(b"CONNECT example.com:443 HTTP/1.1", b"400"), "request"),
     ("escaped invalid UTF-8 in path", combined(rb"GET /\xFF HTTP/1.1", b"404"), "encoding"),
     ("raw invalid UTF-8 in path", combined(b"GET /\xff HTTP/1.1", b"404"), "encoding"),

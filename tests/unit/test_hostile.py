@@ -19,12 +19,14 @@ from hypothesis import strategies as st
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from logtaild.count.aggregate import COUNT, Aggregator
+from logtaild.count import slots
+from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import PARSERS, REASONS, ParseError
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import escape, format_report
-from logtaild.export.exporter import FileSnapshot, Snapshot, build_registry
+from logtaild.export.collector import build_registry
+from logtaild.export.snapshot import FileSnapshot, Snapshot
 from logtaild.tail.filestream import FileStream
 
 #: By default a fixed (derandomized) set of examples, so CI is deterministic; HOSTILE_EXAMPLES=2000
@@ -142,7 +144,7 @@ def test_good_lines_after_bad_ones_are_all_counted(fmt: str, data: st.DataObject
     cuts = sorted(data.draw(st.lists(st.integers(0, len(lines)), max_size=5)))
     for start, end in zip([0, *cuts], [*cuts, len(lines)]):
         agg.feed(lines[start:end])
-    counted = {key: slot[COUNT] for key, slot in agg.slots.items()}
+    counted = {key: slots.count(slot) for key, slot in agg.slots.items()}
     good = sum(n for (route, *_rest), n in counted.items() if route == GOOD_ROUTE)
     assert good == len(good_at) + 1
     assert agg.lines == len(lines)
@@ -177,7 +179,8 @@ def drain(stream: FileStream) -> list[bytes]:
 
 @SETTINGS
 @given(chunks=st.lists(st.one_of(hostile_line, st.binary(min_size=200, max_size=900),
-                                 st.builds(lambda n, b: b * n, st.integers(1, 700), st.sampled_from([b"\t", b"\x00", b"a\n"]))),
+                                 st.builds(lambda n, b: b * n, st.integers(1, 700),
+                                           st.sampled_from([b"\t", b"\x00", b"a\n"]))),
                        max_size=25),
        polls=st.lists(st.booleans(), max_size=25))
 def test_filestream_hands_out_exactly_the_complete_lines_up_to_the_cap(

@@ -9,6 +9,7 @@ import pytest
 
 import logtaild.run.service as service
 from logtaild.config import Config, FileConfig, RoutesConfig
+from logtaild.count import slots
 from logtaild.count.routes import OVERFLOW_ROUTE
 from logtaild.run.parallel import RangeJob
 from logtaild.tail.filestream import FileStream
@@ -24,9 +25,9 @@ def write_log(path: Path, lines: int) -> None:
     path.write_text("".join(rows))
 
 
-def by_method_status(slots: dict) -> dict:
+def by_method_status(counts: dict) -> dict:
     out: dict = {}
-    for (_route, method, status, _labels), values in slots.items():
+    for (_route, method, status, _labels), values in counts.items():
         acc = out.setdefault((method, status), [0] * len(values))
         out[method, status] = [a + b for a, b in zip(acc, values)]
     return out
@@ -43,9 +44,11 @@ def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000, co
     assert svc.run() == 0
     assert len(jobs) == (1 if cores > 1 and os.path.getsize(path) >= min_bytes else 0)
     [source] = svc.sources.values()
-    slots = {key: slot[:2] + slot[3:] for key, slot in source.agg.slots.items()}
-    sums = {key: slot[2] for key, slot in source.agg.slots.items()}
-    return slots, sums, source.agg.lines, dict(source.agg.malformed), source.stream.stats.bytes_read
+    # exact counts; latency sums apart, as float addition order differs between one pass and two
+    counts = {key: [slots.count(slot), slots.byte_count(slot), *slots.bucket_counts(slot)]
+              for key, slot in source.agg.slots.items()}
+    sums = {key: slots.latency_sum_ms(slot) for key, slot in source.agg.slots.items()}
+    return counts, sums, source.agg.lines, dict(source.agg.malformed), source.stream.stats.bytes_read
 
 
 @pytest.mark.parametrize("max_routes", [1000, 10])

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from logtaild.count import slots as layout
 from logtaild.count.window import escape
-from logtaild.export.exporter import FileSnapshot, Objective, Snapshot
+from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.export.status import StatusBoard, judge, quantile
 from logtaild.tail.filestream import StreamStats
 from tests.support.clock import FakeClock
@@ -28,9 +29,10 @@ class Counts:
         self.last_tick = 5000.0
 
     def add(self, route: str, status: str, n: int, bucket: int = 0) -> None:
-        slot = self.slots.setdefault((route, status), [0, 0, 0.0, 0, 0, 0, 0])
-        slot[0] += n
-        slot[3 + bucket] += n
+        slot = self.slots.setdefault((route, status), layout.new_slot([b * 1000 for b in BOUNDS]))
+        buckets = [0] * (len(BOUNDS) + 1)
+        buckets[bucket] = n
+        layout.merge_slot(slot, layout.filled(n, 0, 0.0, buckets))
         self.lines += n
 
     def snapshot(self) -> Snapshot:
@@ -73,7 +75,7 @@ def test_colours(requests: int, errors: float | None, slow: float | None, p95: f
 def test_rates_come_from_a_short_moving_window() -> None:
     counts, clock = Counts({"/slow": Objective(latency_threshold_s=0.1)}), FakeClock(1000.0)
     b = board(counts, clock)                       # sample at t=0
-    for step in range(1, 7):                       # 60 s of 10 req/s on /, views every 10 s
+    for _step in range(1, 7):                      # 60 s of 10 req/s on /, views every 10 s
         counts.add("/", "200", 100)
         clock.now += 10
         status = b.status()
