@@ -54,7 +54,7 @@ def compare(expected: Expected, requests: Requests, hist: Hist | None, what: str
 def check_logtaild(path: Path, expected: Expected) -> tuple[Comparison, float]:
     """One in-process pass of logtaild's Service over `path`; (comparison, seconds)."""
     from logtaild.config import Config, FileConfig
-    from logtaild.count.aggregate import BUCKETS, BYTES, COUNT
+    from logtaild.count import slots as layout
     from logtaild.run.service import Service
 
     config = Config(files=(FileConfig(str(path)),), from_start=True)
@@ -71,9 +71,9 @@ def check_logtaild(path: Path, expected: Expected) -> tuple[Comparison, float]:
     hist: Hist = {}
     for (route, method, status, _labels), slot in agg.slots.items():
         req = requests.setdefault((route, method, status), [0, 0])
-        req[0] += slot[COUNT]
-        req[1] += slot[BYTES]
-        buckets = slot[BUCKETS:]
+        req[0] += layout.count(slot)
+        req[1] += layout.byte_count(slot)
+        buckets = layout.bucket_counts(slot)
         if any(buckets):
             acc = hist.setdefault((route, method), [0] * len(buckets))
             for i, n in enumerate(buckets):

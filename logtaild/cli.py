@@ -15,7 +15,7 @@ import click
 
 from logtaild import __version__
 from logtaild.config import Config, ConfigError, FileConfig, check, dump_yaml, load
-from logtaild.export.exporter import ListenError
+from logtaild.export.server import ListenError
 from logtaild.export.webconfig import load_web_config
 from logtaild.run import modes
 

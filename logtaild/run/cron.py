@@ -31,14 +31,15 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from logtaild.config import Config, FileConfig
-from logtaild.count.aggregate import SlotKey
+from logtaild.count.slots import from_json, to_json
 from logtaild.count.window import Window
-from logtaild.export.exporter import Snapshot, write_textfile
+from logtaild.export.collector import write_textfile
+from logtaild.export.snapshot import Snapshot
 from logtaild.run.parallel import RangeResult, merge
 from logtaild.run.service import ReportOut, Service
 from logtaild.tail.filestream import StreamStats
@@ -83,25 +84,6 @@ def state_lock(state_file: str, timeout: float) -> Iterator[None]:
 
 
 # ---- the cumulative counters in the state file ----------------------------------------------------
-
-def _series_in(entry: dict[str, Any], width: int, same_bounds: bool) -> dict[SlotKey, list[float]]:
-    """Stored series -> {SlotKey: slot}; histogram parts are dropped if the buckets changed."""
-    slots: dict[SlotKey, list[float]] = {}
-    for route, method, status, labels, values in entry.get("series", []):
-        key = (str(route), str(method), str(status), tuple((str(k), str(v)) for k, v in labels))
-        slot: list[float] = [0, 0, 0.0] + [0] * (width - 3)
-        slot[0], slot[1] = int(values[0]), int(values[1])
-        if same_bounds and len(values) == width:
-            slot[2] = float(values[2])
-            slot[3:] = [int(v) for v in values[3:]]
-        slots[key] = slot
-    return slots
-
-
-def _series_out(slots: Mapping[SlotKey, Sequence[float]]) -> list[list[Any]]:
-    return [[route, method, status, [list(pair) for pair in labels], list(slot)]
-            for (route, method, status, labels), slot in slots.items()]
-
 
 class CronRun:
     """One cron pass (`--once` with a state file) with counters carried from run to run.
@@ -191,7 +173,7 @@ class CronRun:
             if not isinstance(entry, dict):
                 continue
             try:
-                slots = _series_in(entry, 3 + len(bounds) + 1, same_bounds)
+                slots = from_json(entry.get("series", []), bounds, same_bounds)
                 malformed = {str(k): int(v) for k, v in entry.get("malformed", {}).items()}
                 lines = int(entry.get("lines", 0))
                 merge(source.agg, RangeResult(slots, malformed, lines, 0))
@@ -208,7 +190,7 @@ class CronRun:
             files[path] = {
                 "lines": source.agg.lines,
                 "malformed": dict(source.agg.malformed),
-                "series": _series_out(source.agg.slots),
+                "series": to_json(source.agg.slots),
                 "stats": {**{name: getattr(stats, name) for name in STAT_COUNTERS},
                           "rotations": dict(stats.rotations), "last_read": stats.last_read,
                           "last_rotation": stats.last_rotation},

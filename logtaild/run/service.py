@@ -30,7 +30,9 @@ from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, escape, format_report
-from logtaild.export.exporter import FileSnapshot, Objective, Snapshot, build_registry, make_app, serve
+from logtaild.export.collector import build_registry
+from logtaild.export.server import make_app, serve
+from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.export.status import StatusBoard
 from logtaild.export.webconfig import load_web_config, protect
 from logtaild.run.lifecycle import Lifecycle, Progress
@@ -183,8 +185,7 @@ class Service:
         """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
         routes = (config or self.config).routes
         limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin)
-        # ignore: formats.FileOptions declares settable attributes, FileConfig is frozen
-        parser = make_parser(file_config)  # type: ignore[arg-type]
+        parser = make_parser(file_config)
         return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser)
 
     def apply_reload(self, plan: ReloadPlan) -> None:

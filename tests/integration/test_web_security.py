@@ -17,7 +17,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from logtaild.export.exporter import serve
+from logtaild.export.server import serve
 from logtaild.export.webconfig import load_web_config
 from tests.support.certs import Pki, make_pki
 from tests.support.daemon import ROOT, Daemon, free_port, wait_for

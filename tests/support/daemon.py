@@ -126,7 +126,7 @@ class Daemon:
             return True
         except OSError:
             if self.proc.poll() is not None:
-                raise AssertionError(f"logtaild exited {self.proc.returncode}: {self.err.text}")
+                raise AssertionError(f"logtaild exited {self.proc.returncode}: {self.err.text}") from None
             return False
 
     def wait_ready(self) -> Daemon:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from logtaild.config import Config, ConfigError, FileConfig, RoutesConfig, RuleConfig, SloConfig
+from logtaild.count import slots
 from logtaild.run.service import Service
 
 LINE = b"1.1.1.1\tGET /users/%d\t200\t10\t5\n"
@@ -20,7 +21,7 @@ def write(path: Path, n: int, start: int = 0) -> None:
 
 
 def requests(service: Service, route: str | None = None) -> int:
-    return sum(slot[0] for source in service.sources.values() for key, slot in source.agg.slots.items()
+    return sum(slots.count(slot) for source in service.sources.values() for key, slot in source.agg.slots.items()
                if route is None or key[0] == route)
 
 

@@ -1,0 +1,76 @@
+"""The package's shape, checked: a docstring per module, each third-party library imported by exactly one
+module, and the dependencies in pyproject.toml matching what the code imports.
+
+The layer rules themselves (cli > run > export > count | tail > config, no cycles) are import-linter
+contracts in pyproject.toml, run by `.ci/run`; this file checks what import-linter does not.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import tomllib
+from collections import defaultdict
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "logtaild"
+#: distributions a declared dependency brings that the code may import under their own name
+DISTRIBUTION_OF = {"daemon": "python-daemon", "yaml": "pyyaml", "prometheus_client": "prometheus-client"}
+
+
+def _modules() -> dict[str, ast.Module]:
+    return {str(path.relative_to(ROOT)): ast.parse(path.read_text(), str(path))
+            for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _third_party(tree: ast.Module) -> set[str]:
+    """Top-level names of every non-stdlib, non-logtaild import in a module (nested ones too)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names and name != "logtaild"
+            and name != "__future__"}
+
+
+def _distribution(name: str) -> str:
+    found = packages_distributions().get(name)
+    return (found[0] if found else DISTRIBUTION_OF.get(name, name)).lower().replace("_", "-")
+
+
+def _declared() -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {re.split(r"[<>=!~ ;\[]", spec, maxsplit=1)[0].lower().replace("_", "-")
+            for spec in project["dependencies"]}
+
+
+def test_every_module_says_what_it_owns() -> None:
+    missing = [path for path, tree in _modules().items()
+               if path.endswith("__init__.py") is False and not ast.get_docstring(tree)]
+    assert missing == []
+
+
+def test_each_third_party_library_is_imported_by_one_module() -> None:
+    importers: dict[str, list[str]] = defaultdict(list)
+    for path, tree in _modules().items():
+        for name in _third_party(tree):
+            importers[name].append(path)
+    shared = {name: paths for name, paths in importers.items() if len(paths) > 1}
+    assert shared == {}
+
+
+def test_each_module_imports_at_most_one_third_party_library() -> None:
+    several = {path: sorted(names) for path, tree in _modules().items()
+               if len(names := _third_party(tree)) > 1}
+    assert several == {}
+
+
+def test_dependencies_match_the_imports() -> None:
+    imported = {_distribution(name) for tree in _modules().values() for name in _third_party(tree)}
+    declared = _declared()
+    assert imported - declared == set(), "imported but not declared in pyproject.toml"
+    assert declared - imported == set(), "declared in pyproject.toml but imported nowhere"
