@@ -85,7 +85,8 @@ def run(ctx: Context, path: Path, lines: int) -> dict[str, Any]:
                               stderr=err, env=ctx.env)
         if timed.code == 0 and raw.exists():
             tables, summary = summarize_raw(raw.read_text())
-            text.write(f"== py-spy (250 Hz sampling, parent and forked worker together) of `logtaild --file {path.name} --from-start --once`, "
+            text.write(f"== py-spy (250 Hz sampling, parent and forked worker together) of "
+                       f"`logtaild --file {path.name} --from-start --once`, "
                        f"{lines:,} lines, {timed.wall:.1f}s wall under py-spy\n{tables}\n")
             result["py_spy"] = {**summary, "wall": round(timed.wall, 2)}
         else:

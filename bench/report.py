@@ -147,7 +147,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
         along = "/".join(f"{marks[f]:.0f}" for f in (0.1, 0.5, 1.0) if f in marks)
         out.append(("memory", f"peak RSS on {bg['bytes'] / 1e9:.1f} GB ({bg['lines'] / 1e6:.0f}M lines, "
                     f"{bg['lines_per_s'] / 1e6:.2f}M lines/s)",
-                    f"{bg['maxrss_mb']:.0f} MB" + (f" (PSS of all processes at 10%/50%/100% of the run: {along} MB)" if along else ""),
+                    f"{bg['maxrss_mb']:.0f} MB"
+                    + (f" (PSS of all processes at 10%/50%/100% of the run: {along} MB)" if along else ""),
                     f"{base / 1024:.0f} MB on the {cu['bytes'] / 1e9:.2f} GB file" if base else "",
                     f"flat (<= {FLAT_MAX_RATIO:.2f}x)", _verdict(ratio <= FLAT_MAX_RATIO) if ratio else ""))
     return out

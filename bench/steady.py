@@ -179,8 +179,8 @@ def run(ctx: Context, rates: list[int], seconds: float, idle_seconds: float, mar
             stopped = time.monotonic()
             for name, fn in counted.items():
                 try:
-                    wait_for(lambda fn=fn: fn() == expected_total, CATCH_UP_TIMEOUT, f"{name} to count "
-                             f"{expected_total} lines", every=0.2)
+                    wait_for(lambda fn=fn, expected=expected_total: fn() == expected, CATCH_UP_TIMEOUT,
+                             f"{name} to count {expected_total} lines", every=0.2)
                     caught[name] = {"exact": True, "after_writer_stop_s": round(time.monotonic() - stopped, 2)}
                 except (TimeoutError, OSError) as exc:
                     got = None

@@ -112,7 +112,7 @@ def main() -> None:
             with open(dlog, "ab") as handle:
                 written = time.monotonic()
                 handle.write(LINE)
-            wait(lambda: metric(port, "logtaild_lines_read_total") >= i + 1)
+            wait(lambda i=i: metric(port, "logtaild_lines_read_total") >= i + 1)
             delays.append(time.monotonic() - written)
             time.sleep(0.3)
         before = proc_cpu(proc.pid)

@@ -2,7 +2,14 @@
 """A live demo: the simulator writes a rotating access log, logtaild follows it.
 
 Shows logtaild's reports as they come, and every few seconds an excerpt of /metrics, until Ctrl-C
-(or --duration). Stdlib only; uses the `logtaild` next to this Python (a venv) or `python -m logtaild`.
+(or --duration). Stdlib only; runs `python -m logtaild` with this Python (the venv's).
+
+The status page (http://127.0.0.1:PORT/) judges each route against its SLO. The simulator fails about
+1% of requests with a 500 and makes about 1% slower than 0.5 s, on purpose: against the defaults
+(99.9% available, 99% under 0.5 s) every route would burn its budget 10 times too fast and show red.
+The demo therefore gives logtaild SLOs that fit this traffic (SLO_YAML below), so steady routes are
+green and only the simulated incidents change a colour: /blog turns red while half its requests
+fail, /library yellow while its latency is ten times higher.
 """
 from __future__ import annotations
 
@@ -18,6 +25,23 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: schedule seconds: start and length of each simulated incident
+ERRORS_AT, ERRORS_FOR = 20, 15
+LATENCY_AT, LATENCY_FOR = 50, 20
+#: objectives that the simulator's steady traffic meets (see the module docstring)
+SLO_YAML = """\
+# logtaild config written by tools/demo.py
+files:
+  - path: {log}
+# The simulator fails ~1% of requests (500) and makes ~1% slower than 0.5 s by design. These
+# objectives allow 10% of each, so steady traffic is green and only the incidents change a colour.
+slo:
+  - route: .*
+    availability: 0.9         # at most 10% of the requests fail with a 5xx
+    latency_threshold: 0.5    # seconds (the default)
+    latency_objective: 0.9    # at least 90% are faster than that
+"""
 
 
 def _excerpt(port: int) -> str:
@@ -47,15 +71,22 @@ def main() -> int:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="logtaild-demo-"))
     log = folder / "access.log"
+    config = folder / "logtaild.yaml"
+    config.write_text(SLO_YAML.format(log=log))
     sim = subprocess.Popen([sys.executable, str(ROOT / "tools" / "webserver_sim.py"), "--output-file",
                             str(log), "--rate", str(args.rate), "--latency", "--log-rotation-interval",
-                            "30", "--incident", "errors@/blog:20:15"])
-    tail = subprocess.Popen([sys.executable, "-m", "logtaild", "--file", str(log), "--interval", "2",
+                            "30", "--incident", f"errors@/blog:{ERRORS_AT}:{ERRORS_FOR}",
+                            "--incident", f"latency@/library:{LATENCY_AT}:{LATENCY_FOR}"])
+    tail = subprocess.Popen([sys.executable, "-m", "logtaild", "--config", str(config), "--interval", "2",
                              "--listen", f"127.0.0.1:{args.port}", "--log-level", "warning"],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     done = threading.Event()
     threading.Thread(target=_pump, args=(tail, done), daemon=True).start()
-    print(f"# simulated log: {log}; metrics: http://127.0.0.1:{args.port}/metrics; Ctrl-C stops",
+    url = f"http://127.0.0.1:{args.port}"
+    print(f"# simulated log: {log}; config: {config}; metrics: {url}/metrics; Ctrl-C stops\n"
+          f"# status page: {url}/ (SLOs fitted to the simulator: steady routes are green)\n"
+          f"# incidents: /blog fails half its requests from {ERRORS_AT} s to {ERRORS_AT + ERRORS_FOR} s (red),"
+          f" /library is 10x slower from {LATENCY_AT} s to {LATENCY_AT + LATENCY_FOR} s (yellow)",
           file=sys.stderr)
     start = time.monotonic()
     try:

@@ -142,7 +142,9 @@ def table(title, description, tgts, renames: dict[str, str], units: dict[str, st
           hide=("Time",)):
     overrides = [{"matcher": {"id": "byName", "options": name},
                   "properties": [{"id": "unit", "value": unit}]} for name, unit in units.items()]
-    return panel("table", title, description, tgts, {"custom": {"align": "auto"}}, {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}, w, h, overrides=overrides, transformations=[
+    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False}}
+    return panel("table", title, description, tgts, {"custom": {"align": "auto"}}, options, w, h,
+                 overrides=overrides, transformations=[
         {"id": "merge", "options": {}},
         {"id": "organize", "options": {"excludeByName": {name: True for name in hide},
                                        "renameByName": renames}},
@@ -416,20 +418,24 @@ def health() -> dict:
                             "{{instance}} {{file}}")), unit="percentunit", min_=0,
                    threshold_steps=(("transparent", None), ("red", 0.01))),
         timeseries("Malformed lines by reason", "Malformed lines per second by reason.",
-                   targets((f"sum by (instance, file, reason) (rate(logtaild_lines_malformed_total{{{JI}}}[$__rate_interval]))",
+                   targets((f"sum by (instance, file, reason) "
+                            f"(rate(logtaild_lines_malformed_total{{{JI}}}[$__rate_interval]))",
                             "{{instance}} {{file}} {{reason}}"),
                            (f"sum by (instance, file) (rate(logtaild_lines_cut_total{{{JI}}}[$__rate_interval]))",
                             "{{instance}} {{file}} cut (over-long)")), unit="short", stack=True),
         timeseries("Rotations and reopens", "Rotations by kind (rename, truncate, delete) and file reopens.",
-                   targets((f"sum by (instance, file, kind) (increase(logtaild_rotations_total{{{JI}}}[$__rate_interval]))",
+                   targets((f"sum by (instance, file, kind) "
+                            f"(increase(logtaild_rotations_total{{{JI}}}[$__rate_interval]))",
                             "{{instance}} {{file}} {{kind}}"),
-                           (f"sum by (instance, file) (increase(logtaild_file_reopens_total{{{JI}}}[$__rate_interval]))",
+                           (f"sum by (instance, file) "
+                            f"(increase(logtaild_file_reopens_total{{{JI}}}[$__rate_interval]))",
                             "{{instance}} {{file}} reopen")), unit="short", bars=True),
         timeseries("Read errors and drain timeouts", "Errors reading the files, and rotations where the old "
                    "file could not be drained in time.",
                    targets((f"sum by (instance, file) (increase(logtaild_read_errors_total{{{JI}}}[$__rate_interval]))",
                             "{{instance}} {{file}} read errors"),
-                           (f"sum by (instance, file) (increase(logtaild_drain_timeouts_total{{{JI}}}[$__rate_interval]))",
+                           (f"sum by (instance, file) "
+                            f"(increase(logtaild_drain_timeouts_total{{{JI}}}[$__rate_interval]))",
                             "{{instance}} {{file}} drain timeouts")), unit="short", bars=True),
         timeseries("Checkpoints", "Checkpoint writes and failures per second.",
                    targets((f"rate(logtaild_checkpoint_writes_total{{{JI}}}[$__rate_interval])",
@@ -460,7 +466,8 @@ def health() -> dict:
                            (f"rate(logtaild_route_overflow_total{{{JI}}}[$__rate_interval])",
                             "{{instance}} {{file}} overflow/s")), unit="short"),
         timeseries("Config reloads", "Configuration reloads by result.",
-                   targets((f"sum by (instance, result) (increase(logtaild_config_reloads_total{{{JI}}}[$__rate_interval]))",
+                   targets((f"sum by (instance, result) "
+                            f"(increase(logtaild_config_reloads_total{{{JI}}}[$__rate_interval]))",
                             "{{instance}} {{result}}")), unit="short", bars=True),
         timeseries("Requests counted per route", "What logtaild counts on the selected instances and routes "
                    "(requests/s, 5m); __other__ collects routes over the cap.",

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
 RECORDING_RULES = RULES_DIR / "logtaild-recording.yml"
 ALERTING_RULES = RULES_DIR / "logtaild-alerts.yml"
-RUNBOOK_BASE = "https://github.com/logtaild/logtaild/blob/main/README.md#runbook-"
+RUNBOOK_BASE = "https://github.com/logtaild/logtaild/blob/main/docs/runbook.md#runbook-"
 
 # The metric contract between logtaild and deploy/ (names only). Histograms list their three series.
 CONTRACT = {

@@ -162,7 +162,7 @@ def _template_data(status: str) -> dict:
         "annotations": {
             "summary": "Very high 5xx ratio on /pay (logtaild)",
             "description": "30% of the requests to /pay (service shop) returned 5xx over the last 5 minutes.",
-            "runbook_url": "https://github.com/logtaild/logtaild/blob/main/README.md#runbook-logtaildhigherrorratio",
+            "runbook_url": RUNBOOK_PREFIX + "logtaildhigherrorratio",
         },
         "startsAt": "2026-11-23T10:15:00Z",
         "endsAt": "2026-11-23T10:47:30Z" if status == "resolved" else "0001-01-01T00:00:00Z",
@@ -198,7 +198,7 @@ def test_templates_differ_for_firing_and_resolved_and_carry_the_value(amtool, tm
     assert "\n30% of the requests to /pay (service shop) returned 5xx" in firing
     assert "Last reading while firing: 30% of the requests to /pay" in resolved
     assert "Labels: job=logtaild, route=/pay, service=shop" in firing
-    assert "Runbook: https://github.com/logtaild/logtaild/blob/main/README.md#runbook-logtaildhigherrorratio" in firing
+    assert f"Runbook: {RUNBOOK_PREFIX}logtaildhigherrorratio" in firing
     assert firing != resolved
 
 
@@ -280,7 +280,7 @@ def alert(**labels: str) -> dict:
         "runbook_url": RUNBOOK_PREFIX + labels["alertname"].lower()}}
 
 
-RUNBOOK_PREFIX = "https://github.com/logtaild/logtaild/blob/main/README.md#runbook-"
+RUNBOOK_PREFIX = "https://github.com/logtaild/logtaild/blob/main/docs/runbook.md#runbook-"
 
 
 def wait_for(predicate, timeout: float = 10.0):
