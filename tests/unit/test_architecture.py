@@ -16,6 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "logtaild"
+#: names imported that are no installed library: the package itself, and typeshed's stub-only module
+NOT_THIRD_PARTY = {"logtaild", "__future__", "_typeshed"}
 #: distributions a declared dependency brings that the code may import under their own name
 DISTRIBUTION_OF = {"daemon": "python-daemon", "yaml": "pyyaml", "prometheus_client": "prometheus-client"}
 
@@ -33,8 +35,7 @@ def _third_party(tree: ast.Module) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
-    return {name for name in names if name not in sys.stdlib_module_names and name != "logtaild"
-            and name != "__future__"}
+    return names - set(sys.stdlib_module_names) - NOT_THIRD_PARTY
 
 
 def _distribution(name: str) -> str:
