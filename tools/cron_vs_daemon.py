@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measure logtaild in cron mode against logtaild as a daemon, on this machine (the README, "Cron or daemon").
+"""Measure logtaild in cron mode against logtaild as a daemon, on this machine (docs/operating.md, "Cron or daemon").
 
     python tools/cron_vs_daemon.py [--lines 200000] [--runs 10] [--idle 180]
 
