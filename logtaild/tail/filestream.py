@@ -693,9 +693,9 @@ class FileStream:
         since = self._last_read_mtime()
         if since is None:
             return  # nothing read from this path yet: no file to be newer than
+        # open files only: the inode of a file we finished and closed may since have been reused
+        # (unlink, create); that file itself is left out by its mtime, which is `since`
         known = {new.identity, *(h.identity for h in self._draining)}
-        if self._finished is not None:
-            known.add(self._finished.identity)
         read = self._read_newer(since, known)
         if not read:
             return
