@@ -256,6 +256,21 @@ def checkpoint_found(path: str, saved: Position) -> bool:
     return False
 
 
+def head_found(path: str, saved: Position) -> bool:
+    """Does the file at `path`, or one rotated from it, start with the bytes `saved` fingerprinted?"""
+    for name in [path, *rotated_candidates(path)]:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if same_head(fd, saved):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
 def _identity_of(path: str) -> FileIdentity | None:
     try:
         return FileIdentity.of(os.stat(path))
