@@ -313,7 +313,7 @@ class FileStream:
         self._warned: dict[str, float] = {}
         self._held: tuple[_Handle, int] | None = None  # a range handed out: checkpoint no further
         self._finished: Position | None = None  # where the last drained file ended (path empty since)
-        self._finished_mtime: int | None = None  # and when it was last written
+        self._finished_mtime: int | None = None  # the latest last write of the files we closed
         self._open_errno: int | None = None  # why the last _open() failed (None: it did not)
         self._blocked = False  # the path could not be opened since it last was: see _catch_up
         self._pending: list[Position] | None = None  # a checkpoint not applied yet: see _start
@@ -580,12 +580,20 @@ class FileStream:
             # before the path reappears would fall back to an older position and count lines again
             try:
                 self._finished = handle.position()
-                self._finished_mtime = os.fstat(handle.fd).st_mtime_ns
             except OSError:
                 pass
+        self._note_finished(handle)
         handle.close()
         self._draining.remove(handle)
         return last
+
+    def _note_finished(self, handle: _Handle) -> None:
+        """Remember when a file we close was last written: a catch-up reads only files newer than all."""
+        try:
+            mtime = os.fstat(handle.fd).st_mtime_ns
+        except OSError:
+            return
+        self._finished_mtime = max(mtime, self._finished_mtime or mtime)
 
     def _drained(self, handle: _Handle) -> bool:
         """Is a draining handle done: quiet for the grace period, or still written past `drain_max`?"""

@@ -238,3 +238,19 @@ def test_start_up_that_cannot_open_the_path_while_it_rotates_twice(
     write(log, "c0")
     faults.emfile = False
     assert sorted(drain_all(stream, clock)) == [b"a1", b"b0", b"c0"]
+
+
+def test_files_finished_at_start_up_are_not_read_again_when_the_path_appears(
+        log: Path, clock: FakeClock) -> None:
+    """Rotated twice while stopped, the path missing: the catch-up when it appears reads nothing twice."""
+    saved = checkpoint(log, clock, "a0")
+    write(log, "a1", mtime_s=1)
+    rotate(log)
+    write(log, "b0", mtime_s=2)
+    rotate(log)
+    log.unlink()  # `nocreate`: the writer has not created the next file yet
+    stream = make(log, clock, resume=saved)
+    assert sorted(drain_all(stream, clock)) == [b"a1", b"b0"]
+    assert stream.draining == 0
+    write(log, "c0")
+    assert drain_all(stream, clock) == [b"c0"]
