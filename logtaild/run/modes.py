@@ -1,11 +1,14 @@
 """How the command runs: in the foreground, detached (`--detach`), once (`--once`), or as a cron pass
 (`--once --state-file`, with `--textfile`). `cli.py` parses the flags and calls `run()`.
 
-Flag combinations that make no sense are ConfigErrors (one line, exit 2).
+Flag combinations that make no sense are ConfigErrors (one line, exit 2). Every mode first raises
+the open-files limit (`raise_open_files_limit`).
 """
 from __future__ import annotations
 
+import logging
 import os
+import resource
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +19,10 @@ if TYPE_CHECKING:  # the type only: the CLI's --help imports none of the service
     from logtaild.run.service import ReportOut
 
 DEFAULT_LOCK_TIMEOUT = 10.0
+#: the kernel's ceiling for RLIMIT_NOFILE when the hard limit is "unlimited"
+NR_OPEN = "/proc/sys/fs/nr_open"
+
+log = logging.getLogger("logtaild")
 
 
 def check_flags(options: dict[str, Any], config: Config) -> None:
@@ -33,10 +40,52 @@ def check_flags(options: dict[str, Any], config: Config) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} goes with --detach")
 
 
+def raise_open_files_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; a failure is a warning, never fatal.
+
+    The soft limit is 1024 under systemd (and often elsewhere), kept low for programs that use
+    select(), which cannot watch a descriptor above 1023. logtaild never does (the waker and the
+    HTTP server poll), and a flood of scrapes holding connections open must not leave the tailer
+    without a descriptor for the file it follows. setrlimit() can be refused (the unit's
+    SystemCallFilter=~@resources does, so the unit sets LimitNOFILE= itself).
+    """
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError) as exc:
+        log.warning("cannot read the open files limit: %s", exc)
+        return
+    target = hard if hard != resource.RLIM_INFINITY else _nr_open()
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        log.debug("open files limit: %d (hard limit %s)", soft, _limit(hard))
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as exc:
+        log.warning("cannot raise the open files limit from %d to %d: %s; a flood of connections "
+                    "may leave too few descriptors to follow the logs", soft, target, exc)
+        return
+    log.info("open files limit raised from %d to %d (hard limit %s)", soft, target, _limit(hard))
+
+
+def _nr_open() -> int:
+    """The most RLIMIT_NOFILE may be (an "unlimited" hard limit cannot be set as the soft one)."""
+    try:
+        with open(NR_OPEN, encoding="ascii") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return 1 << 20  # the kernel's default
+
+
+def _limit(value: int) -> str:
+    return "unlimited" if value == resource.RLIM_INFINITY else str(value)
+
+
 def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> int:
     """Run the command as the flags say; returns the exit code. `load(options)` gives the config."""
     # imported here: the CLI's --help needs none of it; and before --detach forks and moves to /
     from logtaild.run.service import Service
+
+    raise_open_files_limit()
 
     if options.get("detach") and options.get("config"):
         options = {**options, "config": os.path.abspath(options["config"])}  # for SIGHUP, from cwd /

@@ -15,9 +15,17 @@ is done, so the next poll neither repeats nor skips anything.
 
 Positions (`Position`) are what checkpoints store: identity, a fingerprint of the first bytes, the
 offset after the last whole line handed out, and a hash of the bytes just before it.
+
+One search finds the files rotated past us: the start-up one for "rotated more than once while
+stopped" (`_read_newer`: uncompressed siblings written after the last file we read, by identity
+not yet seen). The running stream uses it too, when the path could not be opened for a while
+(out of descriptors, permission denied) and then opens as another file (`_catch_up`): the files
+rotated in between would otherwise never be read. A start-up that cannot open the path for a
+reason other than its absence waits to apply the checkpoint until it opens (`_pending`).
 """
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import logging
@@ -193,6 +201,90 @@ def validates(fd: int, saved: Position) -> bool:
     )
 
 
+def same_head(fd: int, saved: Position) -> bool:
+    """Does the open file start with the bytes `saved` fingerprinted (whatever its inode and offset)?"""
+    try:
+        head = os.pread(fd, saved.fingerprint_len, 0)
+    except OSError:
+        return False
+    return len(head) == saved.fingerprint_len and _digest(head) == saved.fingerprint
+
+
+def rotated_candidates(path: str) -> list[str]:
+    """PATH.1, PATH.<digits>, PATH-<date>...: uncompressed siblings whose name extends the path's."""
+    names = [path]
+    real = os.path.realpath(path)
+    if real != path:
+        names.append(real)
+    out: list[str] = []
+    for name in names:
+        folder, base = os.path.split(name)
+        try:
+            entries = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for entry in sorted(entries):
+            if (entry != base and entry.startswith(base) and entry[len(base)] in ".-_"
+                    and not entry.endswith(COMPRESSED_SUFFIXES)):
+                out.append(os.path.join(folder, entry))
+    return out
+
+
+def checkpoint_found(path: str, saved: Position) -> bool:
+    """Would `FileStream`'s start-up resume `saved` exactly (no line skipped or counted twice)?
+
+    True when the file at `path` holds the checkpointed bytes (on its inode or another: a copy), or
+    a rotated sibling on the checkpointed inode does, or the path is still on that inode and a
+    sibling holds them (copytruncate while stopped).
+    """
+    at_path = _identity_of(path)
+    for name in [path, *rotated_candidates(path)]:
+        identity = at_path if name == path else _identity_of(name)
+        if identity is None:
+            continue
+        if name != path and saved.identity not in (identity, at_path):
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if validates(fd, saved):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
+def head_found(path: str, saved: Position) -> bool:
+    """Does the file at `path`, or one rotated from it, start with the bytes `saved` fingerprinted?"""
+    for name in [path, *rotated_candidates(path)]:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            if same_head(fd, saved):
+                return True
+        finally:
+            os.close(fd)
+    return False
+
+
+def _identity_of(path: str) -> FileIdentity | None:
+    try:
+        return FileIdentity.of(os.stat(path))
+    except OSError:
+        return None
+
+
+def _describe(read: list[tuple[str, int | None]]) -> str:
+    """'a.log.2 (120 bytes), a.log.1 (cannot be opened: not counted)' for a log line."""
+    return ", ".join(f"{os.path.basename(name)} ({size} bytes)" if size is not None
+                     else f"{os.path.basename(name)} (cannot be opened: not counted)"
+                     for name, size in read)
+
+
 class FileStream:
     """Follows `path` forever. Drive it with `poll()`; no threads, no sleeps, an injectable clock."""
 
@@ -221,14 +313,28 @@ class FileStream:
         self._warned: dict[str, float] = {}
         self._held: tuple[_Handle, int] | None = None  # a range handed out: checkpoint no further
         self._finished: Position | None = None  # where the last drained file ended (path empty since)
+        self._finished_mtime: int | None = None  # the latest last write of the files we closed
+        self._open_errno: int | None = None  # why the last _open() failed (None: it did not)
+        self._blocked = False  # the path could not be opened since it last was: see _catch_up
+        self._pending: list[Position] | None = None  # a checkpoint not applied yet: see _start
         self._start(from_start, resume or [])
 
     # ---- start-up -------------------------------------------------------------------------------
 
     def _start(self, from_start: bool, saved: list[Position]) -> None:
         """Apply the start-up rules: validated checkpoints first, else from the end (or start)."""
+        handle = self._open(self.path)
+        if handle is None and saved and self._open_errno != errno.ENOENT:
+            # the path exists but cannot be opened (EACCES, EMFILE): it may well be the checkpointed
+            # file, and deciding now would read it again from the start; decide once it opens
+            if self._pending is None:
+                log.warning("%s: cannot open it; its checkpoint (inode %d, offset %d) is applied once "
+                            "it opens", self.path, saved[-1].ino, saved[-1].offset)
+            self._pending = saved
+            return
+        self._pending = None
+        self._blocked = False
         if not saved:
-            handle = self._open(self.path)
             if handle is not None:
                 self._cur = handle
                 if not from_start:
@@ -236,8 +342,11 @@ class FileStream:
             return
         *old, current = saved
         for position in old:
-            self._resume_rotated(position)
-        self._resume_current(current)
+            if self._resume_rotated(position) is None:
+                log.warning("%s: a file still being drained at the checkpoint (inode %d) is gone: the "
+                            "lines written to it after offset %d are not counted", self.path,
+                            position.ino, position.offset)
+        self._resume_current(current, handle)
 
     def _seek_end(self, handle: _Handle) -> None:
         """Start at the end; if the file ends mid-line, skip to the next newline (that line began before us)."""
@@ -246,24 +355,59 @@ class FileStream:
         if size and os.pread(handle.fd, 1, size - 1) != b"\n":
             handle.skipping = True
 
-    def _resume_current(self, saved: Position) -> None:
-        handle = self._open(self.path)
+    def _resume_current(self, saved: Position, handle: _Handle | None) -> None:
+        """Resume the checkpointed file of the path; `handle` is the path opened now (None: missing)."""
         if handle is not None and handle.identity == saved.identity:
+            self._cur = handle
             if validates(handle.fd, saved):
                 handle.seek(saved.offset)
                 log.info("%s: resuming at offset %d", self.path, saved.offset)
-            else:
-                self.stats.rotations["truncate"] += 1
-                if not self._resume_copy(saved):
-                    log.warning("%s: truncated, or replaced by a new file on the same inode, while "
-                                "stopped; reading it from the start", self.path)
-            self._cur = handle
+                return
+            self.stats.rotations["truncate"] += 1
+            if not self._resume_copy(saved):
+                self._log_from_start(saved, handle)
             return
         # the path now holds a file created after we stopped: finish the old one first
         found = self._resume_rotated(saved)
         if found is not None:
             self._resume_newer(found, handle)
+        elif handle is not None and validates(handle.fd, saved):
+            # not found by inode, but this file holds the checkpointed bytes: its lines up to the
+            # offset were counted, whatever the inode says (a copy, or a damaged checkpoint)
+            handle.seek(saved.offset)
+            log.warning("%s: the checkpoint names inode %d, the file is inode %d, but it holds the "
+                        "checkpointed bytes up to offset %d (a copy of the file, or a damaged "
+                        "checkpoint): resuming there", self.path, saved.ino, handle.identity.ino,
+                        saved.offset)
+        else:
+            self._log_gone(saved, handle)
         self._cur = handle  # None while the path is missing: it will be read from its start
+
+    def _log_from_start(self, saved: Position, handle: _Handle) -> None:
+        """Say what reading the checkpointed inode from its start means for the count."""
+        if same_head(handle.fd, saved):
+            log.warning("%s: the checkpoint (offset %d) does not match the file although its first %d "
+                        "bytes do (a damaged checkpoint, or truncated and rewritten alike while "
+                        "stopped): reading it from the start, so the lines before its true position "
+                        "are counted twice", self.path, saved.offset, saved.fingerprint_len)
+        else:
+            log.warning("%s: truncated, or replaced by a new file on the same inode, while stopped: "
+                        "its first bytes are not the checkpointed ones, so it is new content, read "
+                        "from the start", self.path)
+
+    def _log_gone(self, saved: Position, handle: _Handle | None) -> None:
+        """Say what happens when the checkpointed file is found nowhere (by inode or content)."""
+        if handle is not None and same_head(handle.fd, saved):
+            log.warning("%s: the checkpointed file (inode %d) is gone, but the file now at the path "
+                        "(inode %d) starts with the same %d bytes: most likely the same file with a "
+                        "damaged checkpoint; reading it from the start, so the lines before its true "
+                        "position are counted twice", self.path, saved.ino, handle.identity.ino,
+                        saved.fingerprint_len)
+            return
+        log.warning("%s: the checkpointed file (inode %d) is gone (deleted or compressed while "
+                    "stopped): the lines written to it after offset %d are skipped; the %s is read "
+                    "from its start", self.path, saved.ino, saved.offset,
+                    "file now at the path" if handle is not None else "path, once it appears,")
 
     def _resume_copy(self, saved: Position) -> bool:
         """copytruncate while stopped: the lines after the checkpoint are in the copy; finish it first.
@@ -285,15 +429,22 @@ class FileStream:
         return False
 
     def _resume_newer(self, found: _Handle, current: _Handle | None) -> None:
-        """Rotated more than once while stopped: read whole the files rotated after the checkpointed one.
-
-        They were created after we stopped (their last write is later than the checkpointed file's),
-        so none of their lines has been counted. Compressed files are not read.
-        """
-        since = os.fstat(found.fd).st_mtime_ns
+        """Rotated more than once while stopped: read whole the files rotated after the checkpointed one."""
         known = {found.identity, *(h.identity for h in self._draining)}
         if current is not None:
             known.add(current.identity)
+        read = self._read_newer(os.fstat(found.fd).st_mtime_ns, known)
+        if read:
+            log.info("%s: also reading %s, rotated after the checkpointed file while stopped",
+                     self.path, _describe(read))
+
+    def _read_newer(self, since: int, known: set[FileIdentity]) -> list[tuple[str, int | None]]:
+        """Drain whole the rotated siblings last written after `since` whose identity is not `known`.
+
+        The one search for files rotated past us (start-up and `_catch_up`): they were written after
+        the last file we read, so none of their lines has been counted. Compressed files are not
+        read. Returns (name, bytes to read, None when it cannot be opened) in the order they are read.
+        """
         newer: list[tuple[int, str]] = []
         for candidate in self._rotated_candidates():
             try:
@@ -302,15 +453,20 @@ class FileStream:
                 continue
             if st.st_mtime_ns > since and FileIdentity.of(st) not in known:
                 newer.append((st.st_mtime_ns, candidate))
+        read: list[tuple[str, int | None]] = []
         for _mtime, candidate in sorted(newer):
             handle = self._open(candidate)
-            if handle is None or handle.identity in known:
+            if handle is None:
+                read.append((candidate, None))
+                continue
+            if handle.identity in known:
+                handle.close()
                 continue
             known.add(handle.identity)
             self._draining.append(handle)
             self.stats.rotations["rename"] += 1
-            log.info("%s: also reading %s, rotated after the checkpointed file while stopped",
-                     self.path, candidate)
+            read.append((candidate, os.fstat(handle.fd).st_size))
+        return read
 
     def _resume_rotated(self, saved: Position) -> _Handle | None:
         """Find a checkpointed file under a rotated name (matched by dev/ino) and drain it."""
@@ -331,28 +487,10 @@ class FileStream:
                 return handle
             if handle is not None:
                 handle.close()
-        log.warning("%s: the checkpointed file (inode %d) is gone; lines written to it after the "
-                    "checkpoint cannot be counted", self.path, saved.ino)
         return None
 
     def _rotated_candidates(self) -> list[str]:
-        """PATH.1, PATH.<digits>, PATH-<date>...: uncompressed siblings whose name extends the path's."""
-        names = [self.path]
-        real = os.path.realpath(self.path)
-        if real != self.path:
-            names.append(real)
-        out: list[str] = []
-        for name in names:
-            folder, base = os.path.split(name)
-            try:
-                entries = os.listdir(folder or ".")
-            except OSError:
-                continue
-            for entry in sorted(entries):
-                if (entry != base and entry.startswith(base) and entry[len(base)] in ".-_"
-                        and not entry.endswith(COMPRESSED_SUFFIXES)):
-                    out.append(os.path.join(folder, entry))
-        return out
+        return rotated_candidates(self.path)
 
     # ---- polling --------------------------------------------------------------------------------
 
@@ -372,10 +510,14 @@ class FileStream:
         self._update_gauges()  # a poll that found nothing still refreshes size and lag
 
     def _batches(self) -> Iterator[Batch]:
-        if self._cur is None:
-            self._cur = self._open(self.path)
+        if self._pending is not None:
+            self._start(False, self._pending)  # the checkpoint decides, not from_start
+        elif self._cur is None:
+            self._cur = self._open_path()
             if self._cur is not None:
                 self.stats.reopens += 1
+                if self._blocked:
+                    self._catch_up(self._cur, None)
         while self._cur is not None:
             yield from self._read(self._cur)
             if not self._check_path():
@@ -440,9 +582,18 @@ class FileStream:
                 self._finished = handle.position()
             except OSError:
                 pass
+        self._note_finished(handle)
         handle.close()
         self._draining.remove(handle)
         return last
+
+    def _note_finished(self, handle: _Handle) -> None:
+        """Remember when a file we close was last written: a catch-up reads only files newer than all."""
+        try:
+            mtime = os.fstat(handle.fd).st_mtime_ns
+        except OSError:
+            return
+        self._finished_mtime = max(mtime, self._finished_mtime or mtime)
 
     def _drained(self, handle: _Handle) -> bool:
         """Is a draining handle done: quiet for the grace period, or still written past `drain_max`?"""
@@ -530,9 +681,9 @@ class FileStream:
         return False
 
     def _rotate(self, cur: _Handle) -> bool:
-        new = self._open(self.path)
+        new = self._open_path()
         if new is None:
-            return False
+            return False  # `cur` stays current: it is still read to its end at every poll
         kind = "delete" if self._nlink(cur) == 0 else "rename"
         self.stats.rotations[kind] += 1
         self.stats.reopens += 1
@@ -542,7 +693,50 @@ class FileStream:
         cur.drain_since = cur.last_data = self._clock()  # the grace starts now, not at its last data
         self._draining.append(cur)
         self._cur = new
+        if self._blocked:
+            self._catch_up(new, cur)
         return True
+
+    def _open_path(self) -> _Handle | None:
+        """Open the followed path; a failure (any errno) means files may rotate past us unseen."""
+        handle = self._open(self.path)
+        if handle is None:
+            self._blocked = True
+        return handle
+
+    def _catch_up(self, new: _Handle, was_reading: _Handle | None) -> None:
+        """The path could not be opened for a while and now opens as `new`: read what rotated past us.
+
+        Meanwhile the file we were reading went on being read through its descriptor (`was_reading`,
+        finished from where we were, as a drained file); files created and rotated away in between
+        were never opened. They are found by the start-up search (`_read_newer`): siblings written
+        after the newest file we hold or last finished, on an inode we never read, read whole.
+        """
+        self._blocked = False
+        since = self._last_read_mtime()
+        if since is None:
+            return  # nothing read from this path yet: no file to be newer than
+        # open files only: the inode of a file we finished and closed may since have been reused
+        # (unlink, create); that file itself is left out by its mtime, which is `since`
+        known = {new.identity, *(h.identity for h in self._draining)}
+        read = self._read_newer(since, known)
+        if not read:
+            return
+        finishing = "" if was_reading is None else \
+            f"; the file it was reading (inode {was_reading.identity.ino}) is finished from offset " \
+            f"{was_reading.pos}"
+        log.warning("%s: could not be opened for a while and was rotated meanwhile; reading the files "
+                    "rotated in between: %s%s", self.path, _describe(read), finishing)
+
+    def _last_read_mtime(self) -> int | None:
+        """When the newest file we hold or last finished was last written (None: there is none)."""
+        times = [] if self._finished_mtime is None else [self._finished_mtime]
+        for handle in self._draining:
+            try:
+                times.append(os.fstat(handle.fd).st_mtime_ns)
+            except OSError:
+                pass
+        return max(times, default=None)
 
     @staticmethod
     def _nlink(handle: _Handle) -> int:
@@ -555,9 +749,11 @@ class FileStream:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
+            self._open_errno = errno.ENOENT
             self._warn("missing", f"{path}: waiting for the file to appear")
             return None
         except OSError as exc:
+            self._open_errno = exc.errno
             self.stats.read_errors += 1
             self._warn("open", f"{path}: cannot open: {exc.strerror} (running as user "
                                f"{_user()}); retrying")
@@ -565,8 +761,10 @@ class FileStream:
         st = os.fstat(fd)
         if not stat_mod.S_ISREG(st.st_mode):
             os.close(fd)
+            self._open_errno = errno.EINVAL
             self._warn("type", f"{path}: not a regular file; retrying")
             return None
+        self._open_errno = None
         self._warned.clear()
         return _Handle(fd, FileIdentity.of(st), self._clock())
 

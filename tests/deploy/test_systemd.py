@@ -91,6 +91,8 @@ def test_unit_has_the_required_settings() -> None:
         "StateDirectory": "logtaild",
         "ConfigurationDirectory": "logtaild",
         "TimeoutStopSec": "10",
+        # a flood of scrapes must not starve the tailer of descriptors (the default soft limit is 1024)
+        "LimitNOFILE": "65536",
         "ProtectSystem": "strict",
         "ProtectHome": "yes",
         "PrivateTmp": "yes",

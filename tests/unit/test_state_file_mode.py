@@ -1,4 +1,5 @@
-"""The state file and its temp files are private (0600) whatever the umask, and no temp file is left behind."""
+"""The state file, its previous generation and its temp files are private (0600) whatever the umask,
+and no temp file is left behind."""
 from __future__ import annotations
 
 import os
@@ -45,9 +46,11 @@ def test_state_file_and_temp_files_are_0600(tmp_path: Path, open_umask: None,
     path.chmod(0o644)  # an older file (or an operator) made it readable: the next write makes it private again
     assert ck.save(State({"/var/log/a.log": [POSITION, POSITION]}), 2.0)
     assert mode(path) == 0o600
-    assert [m for _name, m in temp_modes] == [0o600, 0o600]
+    # the first write, then the first generation kept as state.json.1 and the second write
+    assert [m for _name, m in temp_modes] == [0o600, 0o600, 0o600]
     assert all(name.startswith(".logtaild-state.") for name, _m in temp_modes)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.1"]
+    assert mode(tmp_path / "state.json.1") == 0o600
     assert ck.load().positions == {"/var/log/a.log": [POSITION, POSITION]}
 
 
