@@ -244,31 +244,26 @@ def checkpoint_found(path: str, saved: Position) -> bool:
             continue
         if name != path and saved.identity not in (identity, at_path):
             continue
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            if validates(fd, saved):
-                return True
-        finally:
-            os.close(fd)
+        if _passes(name, lambda fd: validates(fd, saved)):
+            return True
     return False
 
 
 def head_found(path: str, saved: Position) -> bool:
     """Does the file at `path`, or one rotated from it, start with the bytes `saved` fingerprinted?"""
-    for name in [path, *rotated_candidates(path)]:
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            if same_head(fd, saved):
-                return True
-        finally:
-            os.close(fd)
-    return False
+    return any(_passes(name, lambda fd: same_head(fd, saved)) for name in [path, *rotated_candidates(path)])
+
+
+def _passes(name: str, check: Callable[[int], bool]) -> bool:
+    """`check(fd)` on the file `name` opened for reading; False if it cannot be opened."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return check(fd)
+    finally:
+        os.close(fd)
 
 
 def _identity_of(path: str) -> FileIdentity | None:
