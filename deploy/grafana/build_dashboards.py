@@ -26,6 +26,8 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 JR = 'job=~"$job", route=~"$route"'
 JIR = 'job=~"$job", instance=~"$instance", route=~"$route"'
 JI = 'job=~"$job", instance=~"$instance"'
+JV = 'job=~"$job", version=~"$version"'
+JIV = 'job=~"$job", instance=~"$instance", version=~"$version"'
 
 
 def target(expr: str, legend: str = "", ref: str = "A", instant: bool = False, fmt: str = "time_series"):
@@ -67,7 +69,8 @@ def panel(kind, title, description, tgts, defaults, options, w, h, overrides=(),
 
 
 def timeseries(title, description, tgts, unit="short", w=12, h=8, stack=False, bars=False,
-               threshold_steps=None, min_=None, max_=None):
+               threshold_steps=None, min_=None, max_=None, dashed=None):
+    """dashed: a regex of series names drawn as dashed lines (reference lines, thresholds)."""
     custom = {
         "drawStyle": "bars" if bars else "line",
         "lineWidth": 1,
@@ -84,11 +87,15 @@ def timeseries(title, description, tgts, unit="short", w=12, h=8, stack=False, b
         defaults["min"] = min_
     if max_ is not None:
         defaults["max"] = max_
+    overrides = []
+    if dashed:
+        overrides.append({"matcher": {"id": "byRegexp", "options": dashed},
+                          "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}]})
     return panel("timeseries", title, description, tgts, defaults, {
         "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
                    "calcs": ["lastNotNull", "max"]},
         "tooltip": {"mode": "multi", "sort": "desc"},
-    }, w, h)
+    }, w, h, overrides=overrides)
 
 
 def stat(title, description, tgts, unit="short", steps=(("green", None),), w=6, h=4, mappings=None,
@@ -108,18 +115,30 @@ def stat(title, description, tgts, unit="short", steps=(("green", None),), w=6, 
     }, w, h)
 
 
-def heatmap(title, description, tgt, w=12, h=8):
-    return panel("heatmap", title, description, [tgt], {"custom": {"scaleDistribution": {"type": "linear"}}}, {
+def heatmap(title, description, tgt, w=12, h=8, y_unit="s", rows="auto", cell_unit=None, **extra):
+    """Latency buckets by default (format heatmap, le rows). For categories (status codes), y_unit "none",
+    rows "unknown" (one ordinal row per series, labelled in its middle) and the cells' unit."""
+    options = {
         "calculate": False,
         "cellGap": 1,
-        "yAxis": {"axisPlacement": "left", "unit": "s"},
+        "yAxis": {"axisPlacement": "left", "unit": y_unit},
         "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "steps": 64,
                   "fill": "dark-orange", "scale": "exponential", "reverse": False},
-        "rowsFrame": {"layout": "auto"},
+        "rowsFrame": {"layout": rows},
         "filterValues": {"le": 1e-9},
-        "tooltip": {"mode": "single", "yHistogram": True, "showColorScale": False},
+        "tooltip": {"mode": "single", "yHistogram": rows != "unknown", "showColorScale": False},
         "legend": {"show": True},
-    }, w, h)
+    }
+    if cell_unit:
+        options["cellValues"] = {"unit": cell_unit}
+    return panel("heatmap", title, description, [tgt], {"custom": {"scaleDistribution": {"type": "linear"}}},
+                 options, w, h, **extra)
+
+
+def row(title: str) -> dict:
+    """A row header (not collapsed: the panels after it stay in the dashboard's panel list). `targets` is
+    empty for the readers that walk every panel's queries."""
+    return {"type": "row", "title": title, "collapsed": False, "panels": [], "targets": [], "_size": (24, 1)}
 
 
 def bargauge(title, description, tgt, unit, w=12, h=8):
@@ -161,6 +180,8 @@ def variables(names=("job", "instance", "route")) -> list[dict]:
         "job": "label_values(logtaild_build_info, job)",
         "instance": 'label_values(logtaild_build_info{job=~"$job"}, instance)',
         "route": 'label_values(job_route:logtaild_http_requests:rate5m{job=~"$job"}, route)',
+        # Build versions (the `version` label of label_fields); empty without one: "All" then shows the job.
+        "version": 'label_values(job_version:logtaild_http_requests:rate1m{job=~"$job"}, version)',
     }
     return [{
         "name": name,
@@ -197,7 +218,7 @@ def layout(panels: list[dict]) -> list[dict]:
     return out
 
 
-def dashboard(uid, title, description, panels) -> dict:
+def dashboard(uid, title, description, panels, variable_names=("job", "instance", "route")) -> dict:
     return {
         "uid": uid,
         "title": title,
@@ -224,11 +245,11 @@ def dashboard(uid, title, description, panels) -> dict:
             "iconColor": "red",
             "expr": 'ALERTS{alertstate="firing", alertname=~"Logtaild.*", job=~"$job"}',
             "titleFormat": "{{alertname}}",
-            "textFormat": "{{route}}{{instance}} {{severity}}",
+            "textFormat": "{{route}}{{instance}}{{version}} {{severity}}",
             "step": "60s",
             "useValueForTime": False,
         }]},
-        "templating": {"list": variables()},
+        "templating": {"list": variables(variable_names)},
         "panels": layout(panels),
     }
 
@@ -306,7 +327,50 @@ def overview() -> dict:
                      "p95 latency": "s"}, w=12),
     ]
     return dashboard("logtaild-overview", "logtaild / service overview",
-                     "Traffic, errors and latency of the routes logtaild sees in the access logs.", panels)
+                     "Traffic, errors and latency of the routes logtaild sees in the access logs.",
+                     panels + per_version(), variable_names=("job", "instance", "route", "version"))
+
+
+def per_version() -> list[dict]:
+    """The row comparing build versions (the `version` label, every route together; $route does not
+    apply): what LogtaildVersionErrorRatioHigh compares, with its 1.25x lines."""
+    by_status = f"instance_version_status:logtaild_http_requests:rate1m{{{JIV}}}"
+    own = "job_version_class:logtaild_http_requests:ratio_avg5m_rate1m"
+    others = "job_version_class:logtaild_http_requests_other_versions:ratio_avg5m_rate1m"
+    baseline = "job_version_class:logtaild_http_requests:ratio_avg1h_rate1m"
+    return [
+        row("Per version"),
+        heatmap("Status codes of $version",
+                "Share of the version's requests per status code (1-minute bins, every route, the selected "
+                "instances): one row per code, one panel per selected version. Compare the error rows of a "
+                "canary with the other versions'.",
+                target(f"sum by (status) ({by_status})\n  / ignoring (status) group_left ()\nsum ({by_status})",
+                       "{{status}}"),
+                w=24, h=8, y_unit="none", rows="unknown", cell_unit="percentunit",
+                repeat="version", repeatDirection="h", maxPerRow=4),
+        timeseries("5xx ratio by version",
+                   "5xx / all requests of each version over the last five 1-minute bins (every route), and "
+                   "the two lines LogtaildVersionErrorRatioHigh compares it with (dashed): 1.25x the "
+                   "version's own ratio over the hour that ended 10 minutes ago, and 1.25x the ratio of the "
+                   "other versions over the same bins (none for a single version).",
+                   targets((f'{own}{{{JV}, class="5xx"}}', "{{version}}"),
+                           (f'1.25 * {baseline}{{{JV}, class="5xx"}} offset 10m', "{{version}} 1.25x own baseline"),
+                           (f'1.25 * {others}{{{JV}, class="5xx"}}', "{{version}} 1.25x other versions")),
+                   unit="percentunit", min_=0, w=8, dashed=".* 1\\.25x .*"),
+        timeseries("4xx ratio by version",
+                   "4xx / all requests of each version over the last five 1-minute bins, and 1.25x the other "
+                   "versions' ratio (dashed): 4xx are compared between versions only (a build that breaks a "
+                   "contract: 400, 401, 404).",
+                   targets((f'{own}{{{JV}, class="4xx"}}', "{{version}}"),
+                           (f'1.25 * {others}{{{JV}, class="4xx"}}', "{{version}} 1.25x other versions")),
+                   unit="percentunit", min_=0, w=8, dashed=".* 1\\.25x .*"),
+        timeseries("Requests/s by version",
+                   "Requests per second of each version (mean of the last five 1-minute bins, every route). "
+                   "The alert needs at least 0.2 req/s (60 requests in the five bins) of the version, and as "
+                   "much of the other versions to compare with them.",
+                   targets((f"job_version:logtaild_http_requests:avg5m_rate1m{{{JV}}}", "{{version}}")),
+                   unit="reqps", min_=0, w=8, threshold_steps=(("transparent", None), ("orange", 0.2))),
+    ]
 
 
 def slo() -> dict:

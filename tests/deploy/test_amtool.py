@@ -152,6 +152,8 @@ def test_inhibition_rules():
     severity = by_source[('severity="critical"',)]
     assert severity["target_matchers"] == ['severity="warning"']
     assert {"alertname", "job", "instance", "route"} <= set(severity["equal"])
+    # The labels that tell alerts of one name apart (per version, status class, baseline, SLI, status, file).
+    assert {"version", "class", "baseline", "sli", "status", "file"} <= set(severity["equal"])
 
 
 def _template_data(status: str) -> dict:

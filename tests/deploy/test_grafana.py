@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.promql import CONTRACT, ROOT, SCRAPE_SERIES, metric_names, recorded_names
+from tests.deploy.promql import CONTRACT, ROOT, SCRAPE_SERIES, alert_rules, metric_names, recorded_names
 from tests.support.tools import require_tool
 
 GRAFANA = ROOT / "deploy" / "grafana"
@@ -26,9 +26,13 @@ DS_UID = "logtaild-prometheus"
 DS = {"type": "prometheus", "uid": DS_UID}
 # Values Grafana puts in place of its variables before a query reaches Prometheus.
 SUBSTITUTIONS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h",
-                 "$job": ".*", "$instance": ".*", "$route": ".*"}
+                 "$job": ".*", "$instance": ".*", "$route": ".*", "$version": ".*"}
 # Series Prometheus generates itself, beyond the scrape series.
 PROMETHEUS_SERIES = {"ALERTS"}
+# The variables of each dashboard: job, instance and route everywhere; the overview compares build versions.
+VARIABLES = {"logtaild-health.json": ["job", "instance", "route"],
+             "logtaild-overview.json": ["job", "instance", "route", "version"],
+             "logtaild-slo.json": ["job", "instance", "route"]}
 
 
 def load(path: Path) -> dict:
@@ -37,6 +41,10 @@ def load(path: Path) -> dict:
 
 def dashboards() -> list[tuple[str, dict]]:
     return [(p.name, load(p)) for p in DASHBOARD_FILES]
+
+
+def is_row(panel: dict) -> bool:
+    return panel["type"] == "row"
 
 
 def queries(dash: dict) -> list[tuple[str, str]]:
@@ -108,6 +116,11 @@ def test_dashboard_structure(name, dash):
         mine = {(pos["x"] + dx, pos["y"] + dy) for dx in range(pos["w"]) for dy in range(pos["h"])}
         assert not cells & mine, f'panel {panel["id"]} overlaps another'
         cells |= mine
+        if is_row(panel):
+            # A row header, not collapsed (its panels follow it in the list, where every check sees them).
+            assert panel["title"] and pos["w"] == 24 and pos["h"] == 1 and pos["x"] == 0
+            assert panel["collapsed"] is False and panel["panels"] == [] and panel["targets"] == []
+            continue
         assert panel["title"] and panel.get("description"), f'panel {panel["id"]} needs a title and a description'
         assert panel["targets"], f'panel {panel["id"]} has no query'
         refs = [t["refId"] for t in panel["targets"]]
@@ -117,6 +130,9 @@ def test_dashboard_structure(name, dash):
 @pytest.mark.parametrize("name, dash", dashboards(), ids=[n for n, _ in dashboards()])
 def test_everything_uses_the_provisioned_datasource_by_uid(name, dash):
     for panel in dash["panels"]:
+        if is_row(panel):
+            assert "datasource" not in panel, f'row {panel["id"]}'
+            continue
         assert panel["datasource"] == DS, f'panel {panel["id"]}'
         for t in panel["targets"]:
             assert t["datasource"] == DS, f'panel {panel["id"]} target {t["refId"]}'
@@ -132,7 +148,7 @@ def test_everything_uses_the_provisioned_datasource_by_uid(name, dash):
 @pytest.mark.parametrize("name, dash", dashboards(), ids=[n for n, _ in dashboards()])
 def test_variables_job_instance_route(name, dash):
     variables = {v["name"]: v for v in dash["templating"]["list"]}
-    assert list(variables) == ["job", "instance", "route"]
+    assert list(variables) == VARIABLES[name]
     assert all(v["includeAll"] and v["multi"] and v["allValue"] == ".*" for v in variables.values())
     exprs = [expr for _, expr in queries(dash)]
     for var in variables:
@@ -188,9 +204,45 @@ def test_service_overview_content():
                    "logtaild_http_response_bytes:rate5m",                        # bytes/s
                    "topk(10,"):                                                  # top routes
         assert needle in exprs, needle
-    (heat,) = [p for p in dash["panels"] if p["type"] == "heatmap"]
-    assert heat["targets"][0]["format"] == "heatmap"
+    (heat,) = [p for p in dash["panels"] if p["title"] == "Latency heatmap"]
+    assert heat["type"] == "heatmap" and heat["targets"][0]["format"] == "heatmap"
     assert "sum by (le)" in heat["targets"][0]["expr"] and "_bucket:" in heat["targets"][0]["expr"]
+
+
+def test_service_overview_per_version_row():
+    """The row "Per version": a status-code heatmap repeated per version, the ratios LogtaildVersionErrorRatioHigh
+    compares with both of its 1.25x lines, and the traffic its guard needs."""
+    dash = load(GRAFANA / "dashboards" / "logtaild-overview.json")
+    panels = dash["panels"]
+    (start,) = [i for i, p in enumerate(panels) if is_row(p) and p["title"] == "Per version"]
+    mine = {p["title"]: p for p in panels[start + 1:]}
+    assert not any(is_row(p) for p in mine.values()), "the version row is the last one"
+    for p in mine.values():
+        for t in p["targets"]:
+            assert 'version=~"$version"' in t["expr"] and "$route" not in t["expr"], (p["title"], t["expr"])
+    heat = mine["Status codes of $version"]
+    assert heat["type"] == "heatmap" and heat["repeat"] == "version"
+    (t,) = heat["targets"]
+    assert t["format"] == "time_series" and t["legendFormat"] == "{{status}}"
+    assert t["expr"].startswith("sum by (status) (instance_version_status:logtaild_http_requests:rate1m{")
+    assert heat["options"]["rowsFrame"]["layout"] == "unknown" and heat["options"]["calculate"] is False
+    (alert,) = [r for r in alert_rules() if r["alert"] == "LogtaildVersionErrorRatioHigh"]
+    five = [t["expr"] for t in mine["5xx ratio by version"]["targets"]]
+    assert five[0].startswith("job_version_class:logtaild_http_requests:ratio_avg5m_rate1m{")
+    assert five[1].startswith("1.25 * job_version_class:logtaild_http_requests:ratio_avg1h_rate1m{")
+    assert five[1].endswith("offset 10m")
+    assert five[2].startswith("1.25 * job_version_class:logtaild_http_requests_other_versions:ratio_avg5m_rate1m{")
+    four = [t["expr"] for t in mine["4xx ratio by version"]["targets"]]
+    assert all('class="4xx"' in e for e in four) and len(four) == 2
+    # The panels draw what the alert compares: the same series, the same factor, the same offset.
+    for expr in five + four:
+        for name in metric_names(substitute(expr)):
+            assert name in alert["expr"], name
+    assert "> 1.25" in alert["expr"] and "ratio_avg1h_rate1m{class=\"5xx\"} offset 10m" in alert["expr"]
+    traffic = mine["Requests/s by version"]
+    assert traffic["targets"][0]["expr"].startswith("job_version:logtaild_http_requests:avg5m_rate1m{")
+    assert [s["value"] for s in traffic["fieldConfig"]["defaults"]["thresholds"]["steps"]] == [None, 0.2]
+    assert "* 300 >= 60" in alert["expr"]
 
 
 def test_slo_status_content():
@@ -225,10 +277,12 @@ def test_health_content():
 _L = 'job="logtaild",instance="localhost:10181"'
 _F = f'{_L},file="/var/log/nginx/access.log"'
 _R = f'{_L},route="/",method="GET"'
+_V = f'{_R},version="1.0.0"'
 SYNTHETIC_SERIES = {
-    f'logtaild_http_requests_total{{{_R},status="200"}}': "0+590x70",
-    f'logtaild_http_requests_total{{{_R},status="503"}}': "0+10x70",
-    f'logtaild_http_response_bytes_total{{{_R},status="200"}}': "0+61440x70",
+    f'logtaild_http_requests_total{{{_V},status="200"}}': "0+590x70",
+    f'logtaild_http_requests_total{{{_V},status="503"}}': "0+10x70",
+    f'logtaild_http_requests_total{{{_V},status="404"}}': "0+30x70",
+    f'logtaild_http_response_bytes_total{{{_V},status="200"}}': "0+61440x70",
     f'logtaild_http_request_duration_seconds_bucket{{{_R},le="0.1"}}': "0+300x70",
     f'logtaild_http_request_duration_seconds_bucket{{{_R},le="0.5"}}': "0+570x70",
     f'logtaild_http_request_duration_seconds_bucket{{{_R},le="+Inf"}}': "0+600x70",

@@ -165,7 +165,8 @@ def test_recording_rule_names_follow_level_metric_operations():
     for rule in load_rules(RECORDING_RULES):
         level, metric, operations = rule["record"].split(":")
         assert level in {"instance_route", "instance_route_status", "job_route", "job_route_status",
-                         "instance_file", "job"}, rule["record"]
+                         "instance_file", "job", "instance_version_status", "job_version_status",
+                         "job_version", "job_version_class"}, rule["record"]
         assert metric.startswith("logtaild_") and not metric.endswith("_total"), rule["record"]
         assert operations, rule["record"]
 
