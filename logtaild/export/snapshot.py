@@ -83,5 +83,6 @@ class Snapshot:
     checkpoint_writes: int = 0
     checkpoint_failures: int = 0
     checkpoint_last_write: float = 0.0
+    checkpoint_fallbacks: int = 0
     reloads: dict[str, int] = field(default_factory=lambda: {"success": 0, "failure": 0})
     last_tick: float = 0.0

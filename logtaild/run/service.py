@@ -438,7 +438,7 @@ class Service:
                 ))
         ck = self.checkpointer
         return Snapshot(files, __version__, ck.writes if ck else 0, ck.failures if ck else 0,
-                        ck.last_write if ck else 0.0, self.reloads, self.last_tick)
+                        ck.last_write if ck else 0.0, ck.fallbacks if ck else 0, self.reloads, self.last_tick)
 
     def _stuck_after(self) -> float:
         return max(STUCK_AFTER, 4 * self.config.poll_interval)

@@ -40,6 +40,7 @@ CONTRACT = {
     "logtaild_checkpoint_writes_total",
     "logtaild_checkpoint_failures_total",
     "logtaild_checkpoint_last_write_timestamp_seconds",
+    "logtaild_checkpoint_fallbacks_total",
     "logtaild_config_reloads_total",
     "logtaild_build_info",
     "logtaild_loop_last_tick_timestamp_seconds",

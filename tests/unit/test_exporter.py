@@ -41,7 +41,7 @@ def file_snapshot(path: str = PATH, labels: dict[str, str] | None = None) -> Fil
 
 def snapshot(*files: FileSnapshot) -> Snapshot:
     return Snapshot(list(files) or [file_snapshot()], "1.2.3", checkpoint_writes=9, checkpoint_failures=1,
-                    checkpoint_last_write=1795342499.0, reloads={"success": 2, "failure": 1},
+                    checkpoint_last_write=1795342499.0, checkpoint_fallbacks=2, reloads={"success": 2, "failure": 1},
                     last_tick=1795342500.25)
 
 
@@ -129,6 +129,7 @@ def test_self_metrics(registry: CollectorRegistry) -> None:
     assert value(registry, "logtaild_checkpoint_writes_total") == 9
     assert value(registry, "logtaild_checkpoint_failures_total") == 1
     assert value(registry, "logtaild_checkpoint_last_write_timestamp_seconds") == 1795342499.0
+    assert value(registry, "logtaild_checkpoint_fallbacks_total") == 2
     assert value(registry, "logtaild_loop_last_tick_timestamp_seconds") == 1795342500.25
     assert value(registry, "logtaild_config_reloads_total", result="success") == 2
     assert value(registry, "logtaild_config_reloads_total", result="failure") == 1

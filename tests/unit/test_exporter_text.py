@@ -412,6 +412,9 @@ def _process_metrics(out: _Families, snap: Snapshot) -> None:
         ("logtaild_checkpoint_failures", "counter", "Failed state file writes.", snap.checkpoint_failures),
         ("logtaild_checkpoint_last_write_timestamp_seconds", "gauge", "Last successful state write.",
          snap.checkpoint_last_write),
+        ("logtaild_checkpoint_fallbacks", "counter",
+         "Checkpoints taken from the state file's previous generation (the current one was damaged).",
+         snap.checkpoint_fallbacks),
         ("logtaild_loop_last_tick_timestamp_seconds", "gauge", "When the main loop last ran.", snap.last_tick),
     ):
         out.add(name, kind, doc, name + ("_total" if kind == "counter" else ""), {}, value)
