@@ -39,7 +39,8 @@ from logtaild.run.lifecycle import Lifecycle, Progress
 from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
 from logtaild.run.reload import ReloadPlan
 from logtaild.tail.checkpoint import Checkpointer, State
-from logtaild.tail.filestream import FileStream, Position
+from logtaild.tail.filestream import FileStream
+from logtaild.tail.position import Position
 from logtaild.tail.waker import Waker
 
 log = logging.getLogger("logtaild")

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from logtaild.tail.filestream import Position, checkpoint_found, head_found
+from logtaild.tail.position import Position, checkpoint_found, head_found
 
 log = logging.getLogger("logtaild.checkpoint")
 

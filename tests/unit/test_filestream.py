@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from logtaild.tail.filestream import FileStream, Position, validates
+from logtaild.tail.filestream import FileStream
+from logtaild.tail.position import Position, validates
 from tests.support.clock import FakeClock
 
 

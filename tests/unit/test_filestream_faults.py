@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from logtaild.tail.filestream import FileStream, Position
+from logtaild.tail.filestream import FileStream
+from logtaild.tail.position import Position
 from tests.support.clock import FakeClock
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from logtaild.tail import checkpoint
 from logtaild.tail.checkpoint import Checkpointer, State
-from logtaild.tail.filestream import Position
+from logtaild.tail.position import Position
 
 POSITION = Position(1, 2, 30, "ab" * 32, 30, "cd" * 32)
 
