@@ -54,7 +54,7 @@ def raise_open_files_limit() -> None:
     except (OSError, ValueError) as exc:
         log.warning("cannot read the open files limit: %s", exc)
         return
-    target = hard if hard != resource.RLIM_INFINITY else _nr_open()
+    target = hard if hard != resource.RLIM_INFINITY else max_open_files()
     if soft == resource.RLIM_INFINITY or soft >= target:
         log.debug("open files limit: %d (hard limit %s)", soft, _limit(hard))
         return
@@ -67,7 +67,7 @@ def raise_open_files_limit() -> None:
     log.info("open files limit raised from %d to %d (hard limit %s)", soft, target, _limit(hard))
 
 
-def _nr_open() -> int:
+def max_open_files() -> int:
     """The most RLIMIT_NOFILE may be (an "unlimited" hard limit cannot be set as the soft one)."""
     try:
         with open(NR_OPEN, encoding="ascii") as handle:

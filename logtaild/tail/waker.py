@@ -10,7 +10,7 @@ What a wake costs is most of what following a file costs at low rates (a writer 
 * Coalescing: after a poll that found data, the next poll waits at least `min_gap` even if a hint
   comes sooner. While a file is busy the lines of several writes are read in one poll; an isolated
   write to a quiet file still wakes the loop at once. `wake()` (stop, SIGHUP) is never held back.
-* One thread: on Linux the hints come from inotify read by the loop thread itself (`_InotifyHints`).
+* One thread: on Linux the hints come from inotify read by the loop thread itself (`InotifyHints`).
   watchdog's observer wakes three threads per write (reader, emitter, dispatcher: 3.3-3.7% of a
   core at 100 writes/s); here no thread is woken per write, and the writes that arrive while we
   hold back queue up in the kernel, which merges identical unread events into one.
@@ -26,7 +26,7 @@ name, a name rotated from it, the folder itself, an overflow; a folder whose wat
 again on the next `watch()`). Running an `InotifyFD` without its thread needs one more thing of
 ours: it releases its descriptors on `close()` only once a read has finished, so we read once at
 the start (`_read_once`). Elsewhere, or when this cannot be set up, watchdog's observer gives the
-hints (`_EventHints`; three threads hop per write).
+hints (`EventHints`; three threads hop per write).
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ class Waker:
         self.tick = tick
         self.min_gap = min_gap
         self._clock = clock
-        self._hints: _Hints = hints if hints is not None else _make_hints() if watch else _EventHints(None)
+        self._hints: _Hints = hints if hints is not None else _make_hints() if watch else EventHints(None)
         self._woke_at = clock()
 
     def watch(self, paths: Iterable[str]) -> None:
@@ -112,6 +112,14 @@ class Waker:
         """Interrupt a `wait()` now, or make the next one return at once (thread- and signal-safe)."""
         self._hints.wake()
 
+    @property
+    def hint_source(self) -> str:
+        """Where hints come from: `inotify` (read in the loop thread), `observer` (watchdog's threads),
+        or `none` (polling only)."""
+        if isinstance(self._hints, EventHints):
+            return "observer" if self._hints.observing else "none"
+        return "inotify"
+
     def stop(self) -> None:
         self._hints.close()
 
@@ -121,11 +129,11 @@ def _make_hints() -> _Hints:
         from watchdog.utils import UnsupportedLibcError
 
         try:
-            return _InotifyHints()
+            return InotifyHints()
         except (ImportError, UnsupportedLibcError, AttributeError, OSError) as exc:
             # no inotify in this libc, a watchdog without the descriptor we poll, or the instance limit
             log.debug("inotify read from the loop thread unavailable (%s); using the watchdog observer", exc)
-    return _EventHints(_watchdog_observer())
+    return EventHints(_watchdog_observer())
 
 
 # ---- watchdog's inotify, read from the loop thread ---------------------------------------------------
@@ -163,7 +171,7 @@ class _Followed:
         self._seen.relevant = True  # events were lost: poll
 
 
-class _InotifyHints:
+class InotifyHints:
     """Hints from watchdog's `InotifyFD`, not started: the loop thread polls its descriptor and reads it.
 
     `wake()` writes to our own pipe, polled together with it.
@@ -215,6 +223,18 @@ class _InotifyHints:
             return
         self._seen.watched[folder, name] = wd
 
+    @property
+    def watches(self) -> dict[tuple[str, str], int]:
+        """The (folder, name) pairs hinted about, and their inotify watch descriptors."""
+        return dict(self._seen.watched)
+
+    def dispatch(self, events: Iterable[InotifyEvent]) -> bool:
+        """Hand events to watchdog, which calls our callbacks; True when one concerned a followed file."""
+        self._seen.relevant = False
+        for event in events:
+            self._inotify.handle_event(event)
+        return self._seen.relevant
+
     def _read_once(self, probe_mask: Mask) -> None:
         """Have our `InotifyFD` complete one `read_events()`, so that its `close()` releases its descriptors.
 
@@ -258,16 +278,15 @@ class _InotifyHints:
 
         Called only when poll() found the descriptor readable: watchdog's `read_events()` blocks otherwise.
         """
-        self._seen.relevant = False
+        relevant = False
         while True:
             events = self._inotify.read_events()
-            for event in events:
-                self._inotify.handle_event(event)
+            relevant = self.dispatch(events) or relevant
             # one read takes at most watchdog's buffer: read on while more is queued, so that one
             # wake-up takes them all
             if not events or not any(fd == self._fd and revents & select.POLLIN
                                      for fd, revents in self._any.poll(0)):
-                return self._seen.relevant
+                return relevant
 
     def wake(self) -> None:
         try:
@@ -309,7 +328,7 @@ def _watchdog_observer() -> BaseObserver:
     return Observer()
 
 
-class _EventHints:
+class EventHints:
     """Hints from watchdog's observer threads (or none: `observer` None), through one `threading.Event`."""
 
     def __init__(self, observer: BaseObserver | None) -> None:
@@ -318,6 +337,11 @@ class _EventHints:
         self._hinted = False  # set by the observer thread, before the event
         self._urgent = False  # set by `wake()`, before the event
         self._watched: set[str] = set()
+
+    @property
+    def observing(self) -> bool:
+        """Does a watchdog observer give hints (or is it polling only)?"""
+        return self._observer is not None
 
     def watch(self, folder: str, name: str) -> None:
         """Hint about anything in `folder` (watchdog filters nothing; each folder is scheduled once)."""

@@ -21,7 +21,7 @@ def test_a_real_process_started_with_a_low_soft_limit_raises_it_to_the_hard_limi
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard)),
     )
-    expected = hard if hard != resource.RLIM_INFINITY else modes._nr_open()
+    expected = hard if hard != resource.RLIM_INFINITY else modes.max_open_files()
     assert int(result.stdout) == expected
     assert f"open files limit raised from 256 to {expected}" in result.stderr
 
@@ -54,4 +54,4 @@ def test_an_unlimited_hard_limit_raises_to_the_kernels_ceiling(monkeypatch: pyte
     monkeypatch.setattr(modes.resource, "getrlimit", lambda _which: (1024, resource.RLIM_INFINITY))
     monkeypatch.setattr(modes.resource, "setrlimit", lambda _which, limits: calls.append(limits))
     modes.raise_open_files_limit()
-    assert calls == [(modes._nr_open(), resource.RLIM_INFINITY)]
+    assert calls == [(modes.max_open_files(), resource.RLIM_INFINITY)]

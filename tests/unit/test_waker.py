@@ -129,7 +129,7 @@ def test_a_zero_timeout_does_not_wait_for_hints(fake) -> None:
 
 @pytest.fixture
 def inotify(tmp_path: Path):
-    hints = waker_mod._InotifyHints()
+    hints = waker_mod.InotifyHints()
     hints.watch(str(tmp_path), "access.log")
     yield hints, tmp_path / "access.log"
     hints.close()
@@ -203,7 +203,7 @@ def test_inotify_wake_after_close_is_harmless(inotify) -> None:
 def test_inotify_a_removed_folder_is_watched_again(tmp_path: Path) -> None:
     folder = tmp_path / "logs"
     folder.mkdir()
-    hints = waker_mod._InotifyHints()
+    hints = waker_mod.InotifyHints()
     hints.watch(str(folder), "access.log")
     folder.rmdir()
     assert hints.wait(LONG, hints=True) is True  # IN_DELETE_SELF, IN_IGNORED: the watch is gone
@@ -221,7 +221,7 @@ def test_inotify_watching_again_is_a_no_op(inotify) -> None:
         warnings.simplefilter("error")  # watchdog warns when a callback id is registered twice
         hints.watch(str(log.parent), "access.log")
         hints.watch(str(log.parent), "error.log")  # a second name in the same folder: the same watch
-    assert len(set(hints._seen.watched.values())) == 1
+    assert len(set(hints.watches.values())) == 1
     (log.parent / "error.log").write_bytes(LINE)
     assert hints.wait(LONG, hints=True) is True
 
@@ -232,13 +232,10 @@ def test_inotify_relevance_of_each_kind_of_event(inotify) -> None:
     from watchdog.observers.inotify_c import InotifyEvent
 
     hints, _log = inotify
-    (wd,) = hints._seen.watched.values()
+    (wd,) = hints.watches.values()
 
     def relevant(*events: InotifyEvent) -> bool:
-        hints._seen.relevant = False
-        for event in events:
-            hints._inotify.handle_event(event)  # watchdog dispatches to our callbacks
-        return hints._seen.relevant
+        return hints.dispatch(events)  # watchdog dispatches to our callbacks
 
     assert relevant(InotifyEvent(wd, IN.IN_MODIFY, 0, b"other.log")) is False
     assert relevant(InotifyEvent(wd, IN.IN_MODIFY, 0, b"other.log"), InotifyEvent(wd, IN.IN_MODIFY, 0, b"access.log"))
@@ -246,7 +243,7 @@ def test_inotify_relevance_of_each_kind_of_event(inotify) -> None:
     assert relevant(InotifyEvent(wd, IN.IN_DELETE_SELF, 0, b"")) is True  # the folder itself
     assert relevant(InotifyEvent(-1, IN.IN_Q_OVERFLOW, 0, b"")) is True
     assert relevant(InotifyEvent(wd, IN.IN_IGNORED, 0, b"")) is True
-    assert hints._seen.watched == {}  # watched again on the next watch()
+    assert hints.watches == {}  # watched again on the next watch()
 
 
 @linux_only
@@ -257,7 +254,7 @@ def test_inotify_close_releases_every_descriptor(tmp_path: Path) -> None:
     gc.collect()
     before = open_fds()
     for _ in range(3):
-        hints = waker_mod._InotifyHints()
+        hints = waker_mod.InotifyHints()
         hints.watch(str(tmp_path), "access.log")
         hints.close()
         hints.wake()  # the wake-up pipe outlives close(): until the hints are collected
@@ -281,7 +278,7 @@ def test_without_the_private_descriptor_the_watchdog_observer_gives_hints(tmp_pa
     log = tmp_path / "access.log"
     log.write_bytes(b"")
     waker = Waker(0.25)
-    assert isinstance(waker._hints, waker_mod._EventHints)
+    assert waker.hint_source == "observer"
     assert "_inotify_fd" in caplog.text
     waker.watch([str(log)])
     try:
@@ -295,11 +292,11 @@ def test_without_inotify_the_watchdog_observer_gives_hints(tmp_path: Path, monke
     def unavailable() -> None:
         raise OSError(24, "too many inotify instances")
 
-    monkeypatch.setattr(waker_mod, "_InotifyHints", unavailable)
+    monkeypatch.setattr(waker_mod, "InotifyHints", unavailable)
     log = tmp_path / "access.log"
     log.write_bytes(b"")
     waker = Waker(0.25)
-    assert isinstance(waker._hints, waker_mod._EventHints)
+    assert waker.hint_source == "observer"
     waker.watch([str(log)])
     try:
         log.write_bytes(LINE)
@@ -313,7 +310,7 @@ def test_without_inotify_the_watchdog_observer_gives_hints(tmp_path: Path, monke
 
 
 def test_event_hints_keep_a_held_back_hint_for_the_next_wait() -> None:
-    hints = waker_mod._EventHints(None)
+    hints = waker_mod.EventHints(None)
     hints.hint()
     assert hints.wait(SHORT, hints=False) is False
     assert hints.wait(LONG, hints=True) is True
