@@ -28,7 +28,7 @@ import threading
 import time
 import traceback
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ class Limits:
 
     max_connections: int = 128  # open connections, every state
     workers: int = 4  # threads that run the app; requests reach them with a complete head only
-    backlog: int = 128  # listen(2) backlog: connects waiting for the selector thread to accept them
+    backlog: int = 1024  # listen(2) backlog: connects the kernel holds (no descriptor of ours) until accepted
     head_deadline: float = 10.0  # accept (TLS handshake included) or first byte -> complete request head
     idle_timeout: float = 10.0  # kept-alive connection: previous response -> first byte of the next request
     response_deadline: float = 30.0  # complete head -> response written, however slowly the client reads
@@ -115,7 +115,7 @@ class ErrorLog:
         exc = sys.exc_info()[1]
         if with_traceback and exc is not None and exc.__traceback__ is not None:
             frame = traceback.extract_tb(exc.__traceback__)[-1]
-            msg = f"{msg} at {frame.filename}:{frame.lineno}"
+            msg = f"{msg}: {exc!r} at {frame.filename}:{frame.lineno}"
         self.note("server" if level >= logging.ERROR else "connection", msg or "?",
                   logging.ERROR if level >= logging.ERROR else logging.WARNING)
 
@@ -226,7 +226,11 @@ class _Connection(cheroot_server.HTTPConnection):
     thread), 'drain' (plain HTTP on the TLS port, answered), 'busy' (queued or in a worker)."""
 
     def __init__(self, server: _Server, sock: socket.socket, addr: Any, tls: bool) -> None:
-        super().__init__(server, sock)
+        # not cheroot's __init__: its buffered reader and writer (pure-Python _pyio objects) would only be
+        # replaced; skipping them makes a connection 1.3 us instead of 17.6 us to set up
+        self.server = server
+        self.socket = sock
+        self.requests_seen = 0
         self.limits: Limits = server.limits
         self.rfile = _HeadReader(sock, self.limits.max_head)
         self.wfile = _DeadlineWriter(sock, self.limits.io_timeout)
@@ -235,6 +239,7 @@ class _Connection(cheroot_server.HTTPConnection):
         self.state = "peek" if tls else "head"
         self.deadline = time.monotonic() + self.limits.head_deadline
         self.fresh = True  # the deadline runs from the accept, not from the first byte
+        self.dropped = False
         self._on_close: Callable[[_Connection], None] = server.forget
 
     def use_socket(self, sock: socket.socket) -> None:
@@ -242,6 +247,7 @@ class _Connection(cheroot_server.HTTPConnection):
         self.socket = self.rfile.sock = self.wfile.sock = sock
 
     def close(self) -> None:
+        self.dropped = True
         self._on_close(self)
         try:
             super().close()
@@ -253,6 +259,25 @@ class _Connection(cheroot_server.HTTPConnection):
 
 
 # ---- the selector stage -------------------------------------------------------------------------------
+
+class _Selector(cheroot_connections._ThreadsafeSelector):
+    """cheroot's selector, skipping connections closed earlier in the same batch of events.
+
+    An accept can evict a connection whose readiness is further down the batch `_run` is going
+    through; cheroot would unregister it again (a KeyError that ends the batch) and hand a closed
+    connection to `process_conn`.
+    """
+
+    def select(self, timeout: float | None = None) -> Iterator[tuple[int, Any]]:
+        for fd, conn in super().select(timeout):
+            if not (isinstance(conn, _Connection) and conn.dropped):
+                yield fd, conn
+
+    def unregister(self, fileobj: Any) -> Any:
+        try:
+            return super().unregister(fileobj)  # type: ignore[no-untyped-call]  # untyped in cheroot's stubs
+        except KeyError:
+            return None  # closed (and unregistered) while its event waited in the batch
 
 class _Manager(cheroot_connections.ConnectionManager):
     """cheroot's selector loop (accept, wait for readable connections, expire), with the head stage.
@@ -267,6 +292,9 @@ class _Manager(cheroot_connections.ConnectionManager):
 
     def __init__(self, server: _Server) -> None:
         super().__init__(server)
+        self._selector.close()
+        self._selector = _Selector()
+        self._selector.register(server.socket.fileno(), selectors.EVENT_READ, data=server)
         self.limits: Limits = server.limits
         self.errors: ErrorLog = server.errors
         self.tls: ssl.SSLContext | None = server.tls

@@ -228,15 +228,16 @@ class BasicAuth:
     Verdicts are cached by (user, HMAC of the password with a per-process random key): the key
     never leaves memory, so the cache holds nothing an attacker could test passwords against
     offline, and a cache hit costs one HMAC plus a `hmac.compare_digest`, checked before any wait.
-    The failure cache is bounded; bcrypt runs `parallel` (1) at a time, a request that cannot get
-    the slot within `wait` seconds is answered 429 with Retry-After, so a flood of wrong passwords
-    takes one core and a scrape with a cached password never queues behind it.
+    The failure cache is bounded; bcrypt runs `parallel` (1) at a time, and one more request may wait
+    up to `wait` seconds for the slot; any other, or one still waiting after that, is answered 429 with
+    Retry-After. So a flood of wrong passwords takes one core and two of the server's workers at most,
+    the rest answered at once, and a scrape with a cached password never queues behind it.
     """
 
     CACHE_MAX = 4096
 
     def __init__(self, app: WsgiApp, users: dict[str, str], *, realm: str = REALM, parallel: int = 1,
-                 wait: float = BCRYPT_WAIT) -> None:
+                 wait: float = BCRYPT_WAIT, waiters: int = 1) -> None:
         self.app = app
         self._hashes = {user: hashed.encode() for user, hashed in users.items()}
         self._key = secrets.token_bytes(32)
@@ -245,6 +246,8 @@ class BasicAuth:
         self._lock = threading.Lock()
         self._bcrypt_slots = threading.BoundedSemaphore(parallel)
         self._wait = wait
+        self._waiters_max = waiters  # a worker that waits serves nobody else: a handful at most
+        self._waiters = 0
         # an unknown user must cost what a known one costs: the highest configured cost (a cost-4 dummy
         # answered in 4 ms where a real check took 285 ms, telling which user names exist)
         self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max_cost(users.values())))
@@ -303,7 +306,7 @@ class BasicAuth:
 
     def _verify(self, user: str, password: bytes) -> bool | None:
         hashed = self._hashes.get(user)
-        if not self._bcrypt_slots.acquire(timeout=self._wait):
+        if not self._bcrypt_slot():
             self.busy_refusals += 1
             return None
         try:
@@ -316,6 +319,20 @@ class BasicAuth:
         finally:
             self._bcrypt_slots.release()
         return ok and hashed is not None
+
+    def _bcrypt_slot(self) -> bool:
+        """Take the bcrypt slot: now, or after waiting up to `wait` if fewer than `waiters` already wait."""
+        if self._bcrypt_slots.acquire(blocking=False):
+            return True
+        with self._lock:
+            if self._waiters >= self._waiters_max:
+                return False
+            self._waiters += 1
+        try:
+            return self._bcrypt_slots.acquire(timeout=self._wait)
+        finally:
+            with self._lock:
+                self._waiters -= 1
 
 
 def _parse_basic(header: str) -> tuple[bytes, bytes] | None:
