@@ -159,15 +159,20 @@ def _scrape_response(pieces: list[bytes], content_type: str, gzip: bool) -> _Res
     return headers, body
 
 
-def make_server(app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None) -> http.HttpServer:
+def make_server(app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None,
+                limits: http.Limits | None = None) -> http.HttpServer:
     """Bind and start the server (export/http.py); OSError from the bind."""
-    return http.start(app, host, port, tls)
+    return http.start(app, host, port, tls, limits)
 
 
-def serve(app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None = None) -> http.HttpServer:
-    """Bind and serve in a daemon thread (TLS on each connection with `tls`); raise ListenError."""
+def serve(app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None = None,
+          limits: http.Limits | None = None) -> http.HttpServer:
+    """Bind and serve in a daemon thread (TLS on each connection with `tls`); raise ListenError.
+
+    `limits` defaults to `http.default_limits()` (the connection cap from RLIMIT_NOFILE).
+    """
     try:
-        return make_server(only_get_and_head(app), host, port, tls)
+        return make_server(only_get_and_head(app), host, port, tls, limits)
     except OSError as exc:
         where = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
         raise ListenError(f"cannot listen on {where}: {exc.strerror or exc}") from None
