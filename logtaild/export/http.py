@@ -563,7 +563,8 @@ class HttpServer:
 def start(app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None = None,
           limits: Limits | None = None) -> HttpServer:
     """Bind (OSError from the bind itself) and serve in a daemon thread named 'http'."""
-    server = _Server(app, host, port, tls, limits or default_limits(), ErrorLog())
+    # cheroot refuses '' (our `--listen :PORT`, every interface as for the standard library)
+    server = _Server(app, host or "0.0.0.0", port, tls, limits or default_limits(), ErrorLog())
     server.prepare()
     thread = threading.Thread(target=server.serve, name="http", daemon=True)
     thread.start()

@@ -13,6 +13,7 @@ import ssl
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qs
@@ -113,33 +114,48 @@ _Response = tuple[list[tuple[str, str]], list[bytes]]
 
 
 class ScrapeCache:
-    """Renderings by (content type, gzip), each reused for `ttl` seconds; one rendering at a time per key.
+    """Renderings by (content type, gzip), each reused for `ttl` seconds; one rendering at a time.
 
     A scrape that finds a rendering in progress waits for it instead of starting its own, so N
-    concurrent scrapes cost one rendering. `ttl` 0 renders every scrape (still one at a time per key).
+    concurrent scrapes cost one rendering. The content type echoes the scraper's `version=`, so keys
+    are the client's to choose: renderings are serialized (a scraper cycling versions gets one core's
+    share, not every worker's), and at most `max_entries` fresh ones are kept (memory: a few bodies).
     """
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 4) -> None:
         self.ttl = ttl
         self.clock = clock
-        self._locks: dict[Any, threading.Lock] = {}
-        self._entries: dict[Any, tuple[float, _Response]] = {}
-        self._guard = threading.Lock()
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Any, tuple[float, _Response]] = OrderedDict()
+        self._render_lock = threading.Lock()
         self.renders = 0
 
     def get(self, key: Any, render: Callable[[], _Response | None]) -> _Response | None:
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        fresh = self._fresh(key)  # the common case takes no lock: a scrape while another renders
+        if fresh is not None:
+            return fresh
+        with self._render_lock:
+            fresh = self._fresh(key)  # rendered while we waited
+            if fresh is not None:
+                return fresh
             started = self.clock()
-            entry = self._entries.get(key)
-            if entry is not None and started - entry[0] < self.ttl:
-                return entry[1]
             response = render()
             self.renders += 1
             if response is not None:
-                self._entries[key] = (started, response)
+                self._store(key, started, response)
             return response
+
+    def _fresh(self, key: Any) -> _Response | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and self.clock() - entry[0] < self.ttl else None
+
+    def _store(self, key: Any, started: float, response: _Response) -> None:
+        entries = OrderedDict((k, v) for k, v in self._entries.items()
+                              if k != key and started - v[0] < self.ttl)
+        entries[key] = (started, response)
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
+        self._entries = entries  # replaced whole: `_fresh` reads it without the lock
 
 
 def _scrape_response(pieces: list[bytes], content_type: str, gzip: bool) -> _Response:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 
 import pytest
 
 from logtaild.export.http import ErrorLog, connection_cap
-from logtaild.export.server import ScrapeCache
+from logtaild.export.server import ScrapeCache, serve
 
 
 @pytest.mark.parametrize(("nofile", "cap"), [(1024, 128), (256, 112), (128, 48), (64, 16), (20, 4),
@@ -79,3 +81,30 @@ def test_the_scrape_cache_expires_after_its_ttl() -> None:
     assert cache.get("k", render) == ([], [b"0"])
     now[0] = 1.0
     assert cache.get("k", render) == ([], [b"1"])
+
+
+def test_scrapers_choosing_content_types_keep_a_few_bodies_at_most() -> None:
+    now = [0.0]
+    cache = ScrapeCache(ttl=1.0, clock=lambda: now[0])
+    for version in range(100):  # `version=1.0.<n>` makes a new content type each time
+        cache.get((f"application/openmetrics-text; version=1.0.{version}", False), lambda: ([], [b"x" * 1000]))
+    assert cache.renders == 100 and len(cache._entries) == 4
+    now[0] = 5.0
+    cache.get("another", lambda: ([], [b""]))
+    assert list(cache._entries) == ["another"]  # expired renderings are not kept either
+
+
+@pytest.mark.parametrize(("host", "url"), [("", "http://127.0.0.1:{}/"), ("::1", "http://[::1]:{}/"),
+                                           ("::", "http://127.0.0.1:{}/")])
+def test_every_listen_form_serves(host: str, url: str) -> None:
+    """`--listen :PORT` (every interface), IPv6, and the IPv6 wildcard (dual stack)."""
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "3")])
+        return [b"ok\n"]
+
+    server = serve(app, host, 0)
+    try:
+        with urllib.request.urlopen(url.format(server.server_address[1]), timeout=5) as resp:
+            assert resp.read() == b"ok\n"
+    finally:
+        server.shutdown()
