@@ -70,8 +70,8 @@ def test_idle_connections_over_the_descriptor_limit_lose_no_line_across_rotation
     """The target case: 1,100 idle connections against a daemon limited to 1,024 descriptors, with the
     log rotated every 10 s: 0 lines lost, /metrics under 1 s. The attacker reopens each connection the
     server closes, up to 500 reconnects a second (unthrottled, it becomes a connect flood of 4,000 a
-    second, whose accept queue a scrape waits behind: median 0.23 s, worst 2.4 s when the queue was
-    full and the kernel dropped the scraper's SYN)."""
+    second, whose accept queue a scrape waits behind: median 0.2 s, and 2.4 s when the queue was full
+    and the kernel dropped the scraper's SYN; docs/security.md)."""
     daemon, log = follow(tmp_path, daemon_class=LimitedDaemon)
     try:
         sim = simulate(log, 24, "--log-rotation-interval", "10")
