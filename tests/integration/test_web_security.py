@@ -293,6 +293,8 @@ def test_heads_over_32_kib_get_413_and_the_connection_cap_evicts_the_oldest_wait
         bomb.sendall(b"GET / HTTP/1.1\r\n" + b"X-Bomb: " + b"b" * 40_000 + b"\r\n")
         bomb.settimeout(5)
         assert bomb.recv(100).startswith(b"HTTP/1.1 413 ")
+        bomb.close()
+        wait_for(lambda: server.open_connections() == 0, 5, "the 413 connection closed")
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(SHORT.max_connections)]
         wait_for(lambda: server.open_connections() == SHORT.max_connections, 5, "8 connections open")
         status = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -301,7 +303,7 @@ def test_heads_over_32_kib_get_413_and_the_connection_cap_evicts_the_oldest_wait
         assert server.open_connections() <= SHORT.max_connections
         idle[0].settimeout(5)
         assert idle[0].recv(1) == b""
-        for sock in idle + [bomb]:
+        for sock in idle:
             sock.close()
     finally:
         server.shutdown()
