@@ -340,8 +340,11 @@ class _Manager(cheroot_connections.ConnectionManager):
         """The connection is new or readable: move it on as far as it goes without blocking."""
         try:
             verdict = self._advance(conn)
-        except (OSError, ssl.SSLError, ValueError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             self.errors.note("tls" if isinstance(exc, ssl.SSLError) else "read", f"{conn.peer()}: {exc}")
+            verdict = "close"
+        except Exception:  # a bug of ours: never leave the connection counted but held by nobody
+            self.errors.cheroot(f"{conn.peer()}: reading the request head failed", logging.ERROR, True)
             verdict = "close"
         if verdict == "ready":
             self.dispatch(conn)
@@ -412,9 +415,20 @@ class _Manager(cheroot_connections.ConnectionManager):
         self.server.queue(conn)
 
     def park(self, conn: _Connection) -> None:
-        """A worker is done with a kept-alive connection: wait for its next request (or serve it now)."""
+        """A worker is done with a kept-alive connection: wait for its next request (or serve it now).
+
+        Runs in the worker's `finally`, where cheroot treats any exception as fatal to the whole server:
+        whatever goes wrong closes this connection instead.
+        """
+        try:
+            self._park(conn)
+        except Exception:
+            self.errors.cheroot(f"{conn.peer()}: keeping the connection alive failed", logging.WARNING, True)
+            self._drop(conn)
+
+    def _park(self, conn: _Connection) -> None:
         with self.lock:
-            if conn not in self.open:
+            if conn not in self.open:  # closed meanwhile (shutting down)
                 return
             conn.state, conn.fresh = "head", False
             conn.deadline = time.monotonic() + self.limits.idle_timeout
