@@ -108,7 +108,7 @@ class ErrorLog:
         total = sum(counts.values())
         kinds = ", ".join(f"{name}: {n}" for name, n in counts.most_common())
         self.lines += 1
-        log.log(level, "http: %d client error%s (%s); last: %s", total, "s" if total != 1 else "", kinds, last)
+        log.log(level, "http: %d error%s serving clients (%s); last: %s", total, "s" if total != 1 else "", kinds, last)
 
     def cheroot(self, msg: str = "", level: int = logging.INFO, with_traceback: bool = False) -> None:
         """cheroot's `error_log(msg, level, traceback)`: one line, the raising frame instead of a traceback."""

@@ -32,8 +32,8 @@ def test_client_errors_make_one_line_per_period_with_counts(caplog: pytest.LogCa
         now[0] += 10
         errors.note("tls", "client y: bad handshake")
     lines = [record.getMessage() for record in caplog.records]
-    assert lines == ["http: 1 client error (deadline: 1); last: client 0: too slow",
-                     "http: 301 client errors (deadline: 299, tls: 2); last: client y: bad handshake"]
+    assert lines == ["http: 1 error serving clients (deadline: 1); last: client 0: too slow",
+                     "http: 301 errors serving clients (deadline: 299, tls: 2); last: client y: bad handshake"]
 
 
 def test_cheroot_errors_never_carry_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
