@@ -15,14 +15,16 @@ Unknown keys are errors naming the key; exporter-toolkit keys that logtaild does
 (cipher_suites, http_server_config, ...) are errors too, because silently ignoring a security setting
 is worse than refusing to start.
 
-TLS: the listening socket stays a plain socket and `accept` does nothing but accept; the per-connection
-thread peeks at the first byte, answers a plain-HTTP request with a one-line 400 (as Go's server does),
-and does the TLS handshake under a timeout, so a slow or silent client holds only its own thread.
+The SSLContext made here is used by export/http.py, which does the handshakes (without blocking, in
+its selector thread) and answers plain HTTP on the TLS port.
 
 Basic auth is a WSGI middleware in front of every path. A bcrypt check costs tens of milliseconds by
 design; verdicts are cached per (user, keyed hash of the password tried), so a scrape with the right
 password costs one HMAC and one `hmac.compare_digest` after the first, and one with a wrong password
-is not re-hashed either. Passwords and hashes are never logged.
+is not re-hashed either. At most one bcrypt runs at a time (a request waits up to `BCRYPT_WAIT`, then
+gets 429), so guesses take one core at most and never delay a cached right password; an unknown user
+costs a bcrypt of the highest configured cost, so timing does not tell which users exist. Passwords and
+hashes are never logged.
 """
 from __future__ import annotations
 
@@ -34,11 +36,10 @@ import logging
 import os
 import re
 import secrets
-import socket
 import ssl
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,9 +63,9 @@ _KNOWN = {
     "tls_server_config": ("cert_file", "key_file", "client_auth_type", "client_ca_file",
                           "min_version", "max_version"),
 }
-HANDSHAKE_TIMEOUT = 10.0
-REQUEST_TIMEOUT = 30.0
 REALM = "logtaild"
+#: how long a request whose password is not cached waits for the bcrypt slot before a 429
+BCRYPT_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -216,73 +217,6 @@ def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "reason", None) or exc)
 
 
-# ---- TLS serving ----------------------------------------------------------------------------------
-
-_PLAIN_HTTP_REPLY = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-
-
-def tls_server_class(base: type, context: ssl.SSLContext) -> type:
-    """A subclass of the socketserver class `base` (threading) that speaks TLS on each connection.
-
-    `finish_request` runs in the connection's own thread: the handshake (and its timeout) happen
-    there, never in the accepting thread.
-    """
-
-    class TLSServer(base):  # type: ignore[misc]  # a base known only at run time: mypy cannot check it
-        tls_context = context
-
-        def finish_request(self, request: socket.socket, client_address: Any) -> None:
-            conn = _handshake(request, self.tls_context, client_address)
-            if conn is None:
-                return
-            try:
-                super().finish_request(conn, client_address)
-            finally:
-                try:
-                    conn.close()
-                except OSError:
-                    pass
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            """A client that vanished mid-request: one debug line, not a traceback on stderr."""
-            log.debug("connection from %s failed", _peer(client_address), exc_info=True)
-
-    return TLSServer
-
-
-def _handshake(sock: socket.socket, context: ssl.SSLContext, client_address: Any) -> ssl.SSLSocket | None:
-    sock.settimeout(HANDSHAKE_TIMEOUT)
-    try:
-        first = sock.recv(1, socket.MSG_PEEK)
-        if not first:
-            return None
-        if first != b"\x16":  # not a TLS handshake record: most likely plain HTTP
-            _refuse_plain(sock)
-            log.debug("plain HTTP from %s on the TLS port: answered 400", _peer(client_address))
-            return None
-        conn = context.wrap_socket(sock, server_side=True)  # handshakes now, under the timeout
-    except (OSError, ValueError) as exc:
-        log.debug("TLS handshake with %s failed: %s", _peer(client_address), exc)
-        return None
-    conn.settimeout(REQUEST_TIMEOUT)
-    return conn
-
-
-def _refuse_plain(sock: socket.socket) -> None:
-    """Answer 400 and close gently: read what the client sent (a little), so it gets our reply, not a reset."""
-    sock.sendall(_PLAIN_HTTP_REPLY)
-    sock.shutdown(socket.SHUT_WR)
-    sock.settimeout(1.0)
-    for _ in range(16):
-        if not sock.recv(4096):
-            break
-
-
-def _peer(client_address: Any) -> str:
-    return str(client_address[0]) if isinstance(client_address, tuple) and client_address else "?"
-
-
 # ---- basic auth -----------------------------------------------------------------------------------
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
@@ -293,13 +227,17 @@ class BasicAuth:
 
     Verdicts are cached by (user, HMAC of the password with a per-process random key): the key
     never leaves memory, so the cache holds nothing an attacker could test passwords against
-    offline, and a cache hit costs one HMAC plus a `hmac.compare_digest`. The cache is bounded;
-    bcrypt runs at most `parallel` at a time so a flood of wrong passwords cannot take every core.
+    offline, and a cache hit costs one HMAC plus a `hmac.compare_digest`, checked before any wait.
+    The failure cache is bounded; bcrypt runs `parallel` (1) at a time, and one more request may wait
+    up to `wait` seconds for the slot; any other, or one still waiting after that, is answered 429 with
+    Retry-After. So a flood of wrong passwords takes one core and two of the server's workers at most,
+    the rest answered at once, and a scrape with a cached password never queues behind it.
     """
 
     CACHE_MAX = 4096
 
-    def __init__(self, app: WsgiApp, users: dict[str, str], *, realm: str = REALM, parallel: int = 2) -> None:
+    def __init__(self, app: WsgiApp, users: dict[str, str], *, realm: str = REALM, parallel: int = 1,
+                 wait: float = BCRYPT_WAIT, waiters: int = 1) -> None:
         self.app = app
         self._hashes = {user: hashed.encode() for user, hashed in users.items()}
         self._key = secrets.token_bytes(32)
@@ -307,33 +245,42 @@ class BasicAuth:
         self._bad: OrderedDict[bytes, None] = OrderedDict()  # keyed digests of failed attempts
         self._lock = threading.Lock()
         self._bcrypt_slots = threading.BoundedSemaphore(parallel)
-        self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(4))
+        self._wait = wait
+        self._waiters_max = waiters  # a worker that waits serves nobody else: a handful at most
+        self._waiters = 0
+        # an unknown user must cost what a known one costs: the highest configured cost (a cost-4 dummy
+        # answered in 4 ms where a real check took 285 ms, telling which user names exist)
+        self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max_cost(users.values())))
         self._challenge = f'Basic realm="{realm}", charset="UTF-8"'
         self.bcrypt_calls = 0
+        self.busy_refusals = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self.allowed(environ.get("HTTP_AUTHORIZATION", "")):
+        verdict = self.check(environ.get("HTTP_AUTHORIZATION", ""))
+        if verdict is True:
             return self.app(environ, start_response)
-        body = b"401 Unauthorized\n"
-        start_response("401 Unauthorized", [
-            ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
-            ("WWW-Authenticate", self._challenge), ("X-Content-Type-Options", "nosniff"),
-            ("Cache-Control", "no-store"),
+        if verdict is None:
+            body = b"429 Too Many Requests: password checks are busy, retry\n"
+            status, extra = "429 Too Many Requests", [("Retry-After", "1")]
+        else:
+            body = b"401 Unauthorized\n"
+            status, extra = "401 Unauthorized", [("WWW-Authenticate", self._challenge)]
+        start_response(status, [
+            ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))), *extra,
+            ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"),
         ])
         return [body]
 
     def allowed(self, header: str) -> bool:
         """Does this Authorization header value carry a valid user and password?"""
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "basic" or not token:
+        return self.check(header) is True
+
+    def check(self, header: str) -> bool | None:
+        """True (valid), False (not), None (not cached and the bcrypt slot stayed busy: try later)."""
+        parsed = _parse_basic(header)
+        if parsed is None:
             return False
-        try:
-            raw = base64.b64decode(token.strip().encode("latin-1"), validate=True)
-        except (binascii.Error, UnicodeEncodeError, ValueError):
-            return False
-        user_raw, sep, password = raw.partition(b":")
-        if not sep:
-            return False
+        user_raw, password = parsed
         try:
             user = user_raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -346,6 +293,8 @@ class BasicAuth:
             if digest in self._bad:
                 return False
         ok = self._verify(user, password)
+        if ok is None:
+            return None
         with self._lock:
             if ok:
                 self._good[user] = digest
@@ -355,16 +304,53 @@ class BasicAuth:
                     self._bad.popitem(last=False)
         return ok
 
-    def _verify(self, user: str, password: bytes) -> bool:
+    def _verify(self, user: str, password: bytes) -> bool | None:
         hashed = self._hashes.get(user)
-        with self._bcrypt_slots:
+        if not self._bcrypt_slot():
+            self.busy_refusals += 1
+            return None
+        try:
             self.bcrypt_calls += 1
             try:
                 # an unknown user costs a bcrypt too, so timing does not tell which users exist
                 ok = bcrypt.checkpw(password, hashed or self._dummy)
             except ValueError:  # bcrypt >= 5 refuses passwords over 72 bytes
                 ok = False
+        finally:
+            self._bcrypt_slots.release()
         return ok and hashed is not None
+
+    def _bcrypt_slot(self) -> bool:
+        """Take the bcrypt slot: now, or after waiting up to `wait` if fewer than `waiters` already wait."""
+        if self._bcrypt_slots.acquire(blocking=False):
+            return True
+        with self._lock:
+            if self._waiters >= self._waiters_max:
+                return False
+            self._waiters += 1
+        try:
+            return self._bcrypt_slots.acquire(timeout=self._wait)
+        finally:
+            with self._lock:
+                self._waiters -= 1
+
+
+def _parse_basic(header: str) -> tuple[bytes, bytes] | None:
+    """(user, password) bytes of a `Basic` Authorization value; None when it is not one."""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        raw = base64.b64decode(token.strip().encode("latin-1"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return None
+    user_raw, sep, password = raw.partition(b":")
+    return (user_raw, password) if sep else None
+
+
+def max_cost(hashes: Iterable[str]) -> int:
+    """The highest bcrypt cost among `hashes` (4, bcrypt's minimum, when there are none)."""
+    return max((int(hashed[4:6]) for hashed in hashes), default=4)
 
 
 def protect(app: WsgiApp, web: WebConfig | None) -> WsgiApp:

@@ -229,12 +229,12 @@ class Service:
             make_app(registry, {"/healthz": self._healthz}))
         self._install_signals()  # before /healthz answers: a SIGTERM right after it must stop us cleanly
         server = serve(protect(app, web), host, port, tls=web.context if web else None)
-        self.scan(initial=True)
-        log.info("serving /metrics on %s:%d%s; following %s", host or "0.0.0.0", port,
-                 (" (TLS)" if web and web.context else "") + (" (basic auth)" if web and web.users else ""),
-                 ", ".join(self.sources) or "nothing yet")
-        self.lifecycle.ready()
-        try:
+        try:  # from here on: cheroot's workers are not daemon threads, the process exits only once they stop
+            self.scan(initial=True)
+            log.info("serving /metrics on %s:%d%s; following %s", host or "0.0.0.0", port,
+                     (" (TLS)" if web and web.context else "") + (" (basic auth)" if web and web.users else ""),
+                     ", ".join(self.sources) or "nothing yet")
+            self.lifecycle.ready()
             self._loop()
         finally:
             server.shutdown()

@@ -17,6 +17,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from logtaild.export.http import Limits
 from logtaild.export.server import serve
 from logtaild.export.webconfig import load_web_config
 from tests.support.certs import Pki, make_pki
@@ -242,3 +243,88 @@ def test_plain_http_gets_a_400_and_keep_alive_clients_finish(tmp_path: Path, pki
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ---- deadlines and limits, in-process with short deadlines ------------------------------------------------
+
+SHORT = Limits(max_connections=8, head_deadline=1.0, idle_timeout=1.0, response_deadline=2.0)
+
+
+def cut_after(sock: socket.socket, trickle: bytes, every: float = 0.2, limit: float = 6.0) -> float:
+    """Send `trickle` every `every` s until the server closes the connection; seconds it took."""
+    start = time.monotonic()
+    sock.settimeout(every)
+    while time.monotonic() - start < limit:
+        try:
+            sock.sendall(trickle)
+            if sock.recv(4096) == b"":
+                break
+        except (TimeoutError, ssl.SSLWantReadError):
+            continue
+        except (OSError, ssl.SSLError):
+            break
+    return time.monotonic() - start
+
+
+def test_trickling_clients_are_cut_at_the_head_deadline_with_and_without_tls(tmp_path: Path, pki: Pki) -> None:
+    web = load_web_config(str(web_config(tmp_path, pki, users=False)))
+    for tls in (None, web.context):
+        port = free_port()
+        server = serve(_hello, "127.0.0.1", port, tls=tls, limits=SHORT)
+        try:
+            raw = socket.create_connection(("127.0.0.1", port))
+            sock = pki.client_context().wrap_socket(raw, server_hostname="localhost") if tls else raw
+            sock.sendall(b"GET / HTTP/1.1\r\n")
+            assert 0.9 < cut_after(sock, b"X: 1\r\n") < 2.5  # one header line every 0.2 s: cut at 1 s
+            silent = socket.create_connection(("127.0.0.1", port))  # no handshake, no request at all
+            assert 0.9 < cut_after(silent, b"", every=0.1) < 2.5
+            scheme = "https" if tls else "http"
+            assert get(port, "/", pki.client_context(), scheme=scheme)[0] == 200
+            assert server.errors.lines >= 1  # said once, rate-limited
+        finally:
+            server.shutdown()
+
+
+def test_heads_over_32_kib_get_413_and_the_connection_cap_evicts_the_oldest_waiting(tmp_path: Path) -> None:
+    port = free_port()
+    server = serve(_hello, "127.0.0.1", port, limits=SHORT)
+    try:
+        bomb = socket.create_connection(("127.0.0.1", port))
+        bomb.sendall(b"GET / HTTP/1.1\r\n" + b"X-Bomb: " + b"b" * 40_000 + b"\r\n")
+        bomb.settimeout(5)
+        assert bomb.recv(100).startswith(b"HTTP/1.1 413 ")
+        bomb.close()
+        wait_for(lambda: server.open_connections() == 0, 5, "the 413 connection closed")
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(SHORT.max_connections)]
+        wait_for(lambda: server.open_connections() == SHORT.max_connections, 5, "8 connections open")
+        status = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        status.request("GET", "/")
+        assert status.getresponse().status == 200  # the 9th got in: the oldest idle one was closed
+        assert server.open_connections() <= SHORT.max_connections
+        idle[0].settimeout(5)
+        assert idle[0].recv(1) == b""
+        for sock in idle:
+            sock.close()
+    finally:
+        server.shutdown()
+
+
+def test_only_get_and_head_and_a_body_is_never_read_into_memory() -> None:
+    port = free_port()
+    server = serve(_hello, "127.0.0.1", port, limits=SHORT)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        for method, status, body in (("HEAD", 200, b""), ("POST", 405, b"method not allowed\n"),
+                                     ("DELETE", 405, b"method not allowed\n"), ("GET", 200, b"hello\n")):
+            conn.request(method, "/")
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (status, body), method
+            if status == 405:
+                assert resp.getheader("Allow") == "GET, HEAD"
+        raw = socket.create_connection(("127.0.0.1", port))
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+        raw.settimeout(5)
+        assert raw.recv(100).startswith(b"HTTP/1.1 413 ")
+        raw.close()
+    finally:
+        server.shutdown()

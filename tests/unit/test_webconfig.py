@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logtaild.config import ConfigError
-from logtaild.export.webconfig import BasicAuth, load_web_config, parse_web_config, protect
+from logtaild.export.webconfig import BasicAuth, load_web_config, max_cost, parse_web_config, protect
 from tests.support.certs import Pki, make_pki
 
 PASSWORD = "s3cret-Pa55"
@@ -192,3 +193,46 @@ def test_protect_without_users_is_the_app_itself() -> None:
     assert protect(_app, None) is _app
     assert protect(_app, parse_web_config({})) is _app
     assert isinstance(protect(_app, parse_web_config({"basic_auth_users": {"a": HASH}})), BasicAuth)
+
+
+# ---- bcrypt: one at a time, unknown users at the configured cost --------------------------------------
+
+def test_an_unknown_user_costs_a_bcrypt_of_the_highest_configured_cost() -> None:
+    hashes = {"a": bcrypt.hashpw(b"x", bcrypt.gensalt(4)).decode(),
+              "b": bcrypt.hashpw(b"y", bcrypt.gensalt(9)).decode()}
+    assert max_cost(hashes.values()) == 9 and max_cost([]) == 4
+    app = BasicAuth(_app, hashes)
+    assert app._dummy.startswith(b"$2b$09$")
+
+    def seconds(user: str) -> float:
+        start = time.perf_counter()
+        for i in range(3):
+            assert call(app, basic(user, f"wrong {i}"))[0].startswith("401")
+        return time.perf_counter() - start
+
+    known, unknown = seconds("b"), seconds("nobody")
+    assert 0.5 < unknown / known < 2.0  # before: a cost-4 dummy, 4 ms against 285 ms
+
+
+def test_guesses_wait_for_one_bcrypt_slot_then_get_429_and_a_cached_password_never_waits() -> None:
+    app = BasicAuth(_app, {"prometheus": HASH}, wait=0.3)
+    assert call(app, basic("prometheus", PASSWORD))[0] == "200 OK"  # cached from now on
+    assert app._bcrypt_slots.acquire(timeout=1)  # a guess is running bcrypt
+    try:
+        waiter = threading.Thread(target=lambda: statuses.append(call(app, basic("prometheus", "guess 1"))[0]))
+        statuses: list[str] = []
+        waiter.start()
+        time.sleep(0.05)  # the first waiter takes the one waiting place
+        start = time.perf_counter()
+        status, headers = call(app, basic("prometheus", "guess 2"))
+        assert status == "429 Too Many Requests" and headers["Retry-After"] == "1"
+        assert time.perf_counter() - start < 0.05  # no place to wait: answered at once
+        start = time.perf_counter()
+        assert call(app, basic("prometheus", PASSWORD))[0] == "200 OK"
+        assert time.perf_counter() - start < 0.01  # the cache is checked before the slot
+        waiter.join(2)
+        assert statuses == ["429 Too Many Requests"]  # waited 0.3 s, then gave up
+    finally:
+        app._bcrypt_slots.release()
+    assert call(app, basic("prometheus", "guess 3"))[0].startswith("401")  # the slot is free again
+    assert app.busy_refusals == 2

@@ -1,0 +1,110 @@
+"""The HTTP server's limits as numbers: the connection cap from RLIMIT_NOFILE, the rate-limited error
+line, and the scrape cache that renders once for many concurrent scrapes."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from logtaild.export.http import ErrorLog, connection_cap
+from logtaild.export.server import ScrapeCache, serve
+
+
+@pytest.mark.parametrize(("nofile", "cap"), [(1024, 128), (256, 112), (128, 48), (64, 16), (20, 4),
+                                             (1 << 20, 128)])
+def test_the_connection_cap_leaves_at_least_half_the_descriptors(nofile: int, cap: int) -> None:
+    assert connection_cap(nofile=nofile) == cap
+    assert cap <= max(4, nofile // 2)
+
+
+def test_client_errors_make_one_line_per_period_with_counts(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    errors = ErrorLog(every=10.0, clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger="logtaild.web"):
+        for i in range(300):
+            errors.note("deadline", f"client {i}: too slow")
+            now[0] += 0.01
+        errors.note("tls", "client x: bad handshake")  # 3 s after the first: counted, not logged
+        now[0] += 10
+        errors.note("tls", "client y: bad handshake")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == ["http: 1 error serving clients (deadline: 1); last: client 0: too slow",
+                     "http: 301 errors serving clients (deadline: 299, tls: 2); last: client y: bad handshake"]
+
+
+def test_cheroot_errors_never_carry_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    errors = ErrorLog()
+    with caplog.at_level(logging.DEBUG, logger="logtaild.web"):
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            errors.cheroot("Error in HTTPServer.serve", logging.ERROR, True)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info is None and "\n" not in record.getMessage()
+    assert "RuntimeError('boom') at " in record.getMessage() and "test_http_limits.py:" in record.getMessage()
+
+
+def test_concurrent_scrapes_share_one_rendering() -> None:
+    cache = ScrapeCache(ttl=1.0)
+    started = threading.Barrier(20)
+
+    def render() -> tuple[list[tuple[str, str]], list[bytes]]:
+        time.sleep(0.2)  # a slow rendering: everyone else arrives while it runs
+        return [("Content-Type", "text/plain")], [b"body %d" % cache.renders]
+
+    results: list[object] = []
+
+    def scrape() -> None:
+        started.wait()
+        results.append(cache.get(("text/plain", False), render))
+
+    threads = [threading.Thread(target=scrape) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert cache.renders == 1 and len(results) == 20 and all(r == results[0] for r in results)
+    assert cache.get(("text/plain", True), render) != results[0]  # another encoding: its own rendering
+    assert cache.renders == 2
+
+
+def test_the_scrape_cache_expires_after_its_ttl() -> None:
+    now = [0.0]
+    cache = ScrapeCache(ttl=1.0, clock=lambda: now[0])
+    render = lambda: ([], [b"%d" % cache.renders])  # noqa: E731
+    assert cache.get("k", render) == ([], [b"0"])
+    now[0] = 0.9
+    assert cache.get("k", render) == ([], [b"0"])
+    now[0] = 1.0
+    assert cache.get("k", render) == ([], [b"1"])
+
+
+def test_scrapers_choosing_content_types_keep_a_few_bodies_at_most() -> None:
+    now = [0.0]
+    cache = ScrapeCache(ttl=1.0, clock=lambda: now[0])
+    for version in range(100):  # `version=1.0.<n>` makes a new content type each time
+        cache.get((f"application/openmetrics-text; version=1.0.{version}", False), lambda: ([], [b"x" * 1000]))
+    assert cache.renders == 100 and len(cache._entries) == 4
+    now[0] = 5.0
+    cache.get("another", lambda: ([], [b""]))
+    assert list(cache._entries) == ["another"]  # expired renderings are not kept either
+
+
+@pytest.mark.parametrize(("host", "url"), [("", "http://127.0.0.1:{}/"), ("::1", "http://[::1]:{}/"),
+                                           ("::", "http://127.0.0.1:{}/")])
+def test_every_listen_form_serves(host: str, url: str) -> None:
+    """`--listen :PORT` (every interface), IPv6, and the IPv6 wildcard (dual stack)."""
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "3")])
+        return [b"ok\n"]
+
+    server = serve(app, host, 0)
+    try:
+        with urllib.request.urlopen(url.format(server.server_address[1]), timeout=5) as resp:
+            assert resp.read() == b"ok\n"
+    finally:
+        server.shutdown()
