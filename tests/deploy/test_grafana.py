@@ -308,6 +308,7 @@ SYNTHETIC_SERIES = {
     f"logtaild_routes{{{_F}}}": "1x70",
     f"logtaild_checkpoint_writes_total{{{_L}}}": "0+60x70",
     f"logtaild_checkpoint_failures_total{{{_L}}}": "0x70",
+    f"logtaild_checkpoint_fallbacks_total{{{_L}}}": "0x70",
     f"logtaild_checkpoint_last_write_timestamp_seconds{{{_L}}}": "0+60x70",
     f'logtaild_config_reloads_total{{{_L},result="success"}}': "0x70",
     f'logtaild_build_info{{{_L},version="0.1.0"}}': "1x70",
