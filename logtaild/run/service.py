@@ -28,8 +28,9 @@ from logtaild import __version__
 from logtaild.config import Config, FileConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import make_parser
+from logtaild.count.labels import escape
 from logtaild.count.routes import RouteLimiter
-from logtaild.count.window import Window, WindowKey, escape, format_report
+from logtaild.count.window import Window, WindowKey, format_report
 from logtaild.export.collector import build_registry
 from logtaild.export.server import make_app, serve
 from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
