@@ -27,7 +27,7 @@ from logtaild.count.formats import (
     path_part,
 )
 from logtaild.count.record import AccessRecord
-from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes
+from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, overflow_key
 from logtaild.count.slots import (
     BUCKETS,
     BYTES,
@@ -43,6 +43,14 @@ from logtaild.count.slots import (
 )
 
 _INF = math.inf
+#: the longest caller's key (its values' total length) `_series` remembers: a label field can carry a
+#: whole line's worth of text, which would make the bounded cache large; such keys are escaped again
+_SERIES_KEY_LONGEST = 2048
+
+
+def _key_length(key: SlotKey) -> int:
+    route, method, status, labels = key
+    return len(route) + len(method) + len(status) + sum(len(value) for _name, value in labels)
 
 
 class Aggregator:
@@ -68,6 +76,7 @@ class Aggregator:
         self._paths: dict[tuple[bytes, bytes, bytes], Slot] = {}  # see _path_key
         self._ids_as_bytes = limiter.bytes_normalizable
         self._cache_max = cache_max
+        self._series: dict[SlotKey, Slot] = {}  # a key as callers give it -> its slot; see _new_series
 
     def feed(self, lines: list[bytes]) -> None:
         """Count a batch of complete lines (without their newlines)."""
@@ -237,9 +246,31 @@ class Aggregator:
     def slot_for_admitted(self, route: str, method: str, status: str, labels: ExtraLabels = ()) -> Slot:
         """The slot of a route value that already went through the limiter."""
         key = (route, method, status, labels)
-        slot = self.slots.get(key)
+        slot = self._series.get(key)
         if slot is None:
-            slot = self.slots[key] = new_slot(self.bounds_ms)
+            slot = self._new_series(self.limiter.series_key(route, method, status, labels), key)
+        return slot
+
+    def _new_series(self, safe: SlotKey, key: SlotKey | None) -> Slot:
+        """The slot of a label set `_series` does not know: its values already made safe (`safe`).
+
+        This is where series are created, so the escaping and the series cap cost once per new
+        series, not per line. Past `limiter.max_series` a new label set is counted under
+        `overflow_key`. The key as the caller gave it is remembered (bounded, like the raw caches),
+        except for counts merged from elsewhere (`key` None): their values are already escaped, and
+        a raw value that looks like an escape must not find their slot.
+        """
+        slot = self.slots.get(safe)
+        if slot is None:
+            if len(self.slots) >= self.limiter.max_series:
+                safe = overflow_key(safe)
+                slot = self.slots.get(safe)
+            if slot is None:
+                slot = self.slots[safe] = new_slot(self.bounds_ms)
+        if key is not None and _key_length(key) <= _SERIES_KEY_LONGEST:
+            if len(self._series) >= self._cache_max:
+                self._series.clear()  # hot keys come back at once
+            self._series[key] = slot
         return slot
 
     def merge_slots(self, slots: Mapping[SlotKey, Slot]) -> None:
@@ -250,8 +281,8 @@ class Aggregator:
     def _counted_slot(self, key: SlotKey) -> Slot:
         """This aggregator's slot for a key another aggregator produced (its route already normalized)."""
         route, method, status, labels = key
-        admitted = route if route == OVERFLOW_ROUTE else self.limiter.admit_normalized(route)
-        return self.slot_for_admitted(admitted, method, status, labels)
+        admitted = route if route == OVERFLOW_ROUTE else self.limiter.admit_label(route)
+        return self._new_series(self.limiter.series_key(admitted, method, status, labels, escaped=True), None)
 
     def snapshot(self) -> list[tuple[SlotKey, Slot]]:
         """A copy of every slot, taken under the caller's lock."""
