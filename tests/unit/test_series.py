@@ -7,6 +7,7 @@ import unicodedata
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
 
 from logtaild.count import slots as layout
 from logtaild.count.aggregate import Aggregator
@@ -14,6 +15,9 @@ from logtaild.count.formats import PARSERS, parse_combined
 from logtaild.count.labels import ESCAPED_CATEGORIES, MARKER, escape
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_METHOD, OVERFLOW_ROUTE, RouteLimiter, overflow_key
+from logtaild.export.collector import build_registry
+from logtaild.export.snapshot import FileSnapshot, Snapshot
+from logtaild.tail.filestream import StreamStats
 
 BOUNDS_MS = [5.0, 100.0]
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None)
@@ -214,3 +218,39 @@ def test_the_route_cap_then_the_series_cap_totals_stay_exact() -> None:
     agg.feed(lines)
     assert total(agg) == 1000 and len(agg.slots) <= 5 + 3
     assert escape("/r0") == "/r0"
+
+
+# ---- the self-metrics ----------------------------------------------------------------------------------
+
+def _registry(agg: Aggregator) -> CollectorRegistry:
+    def snap() -> Snapshot:
+        return Snapshot([FileSnapshot("access.log", {}, agg.snapshot(), [b / 1000 for b in BOUNDS_MS], agg.lines,
+                                      dict(agg.malformed), StreamStats(), agg.limiter.distinct)], "test")
+    return build_registry(snap)
+
+
+def test_series_gauge_and_overflow_counters() -> None:
+    agg = make(max_routes=3, max_series=4)
+    # /a /b /c admitted; /d and /e past the route cap: __other__ GET 200 is the 4th series; then the
+    # series cap: /a POST, __other__ POST (route-capped too) and /b 404 go to the overflow series
+    agg.feed([tsv(b"/a"), tsv(b"/b"), tsv(b"/c"), tsv(b"/d"), tsv(b"/e"),
+              tsv(b"/a", method=b"POST"), tsv(b"/f", method=b"POST"), tsv(b"/b", b"404")])
+    reg = _registry(agg)
+    file = {"file": "access.log"}
+    assert reg.get_sample_value("logtaild_series", file) == 4 + 2
+    assert reg.get_sample_value("logtaild_routes", file) == 3
+    assert reg.get_sample_value("logtaild_route_overflow_total", file) == 2
+    assert reg.get_sample_value("logtaild_series_overflow_total", file) == 3
+    req = "logtaild_http_requests_total"
+    assert reg.get_sample_value(req, {"route": OVERFLOW_ROUTE, "method": OVERFLOW_METHOD, "status": "200"}) == 2
+    assert reg.get_sample_value(req, {"route": OVERFLOW_ROUTE, "method": OVERFLOW_METHOD, "status": "404"}) == 1
+    assert sum(s.value for f in reg.collect() if f.name == "logtaild_http_requests" for s in f.samples) == 8
+
+
+def test_label_values_on_metrics_show_the_escaped_text() -> None:
+    agg = make()
+    agg.feed([tsv(b"/x\x1b[31m\xe2\x80\xae\\")])
+    body = generate_latest(_registry(agg)).decode()
+    # the exposition escapes the backslashes of the escaped value once more, as for any label value
+    assert 'route="/x\\\\x1b[31m\\\\u202e\\\\\\\\"' in body
+    assert "\x1b" not in body and "\u202e" not in body
