@@ -185,7 +185,8 @@ class Service:
     def _make_aggregator(self, file_config: FileConfig, config: Config | None = None) -> Aggregator:
         """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
         routes = (config or self.config).routes
-        limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin)
+        limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin,
+                               max_length=routes.max_length, max_series=routes.max_series)
         parser = make_parser(file_config)
         return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser)
 

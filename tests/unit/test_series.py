@@ -3,12 +3,14 @@ escaped when their series is created, and exact totals under every cap."""
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
+from logtaild.config import Config, FileConfig, RoutesConfig
 from logtaild.count import slots as layout
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import PARSERS, parse_combined
@@ -17,6 +19,7 @@ from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_METHOD, OVERFLOW_ROUTE, RouteLimiter, overflow_key
 from logtaild.export.collector import build_registry
 from logtaild.export.snapshot import FileSnapshot, Snapshot
+from logtaild.run.service import Service
 from logtaild.tail.filestream import StreamStats
 
 BOUNDS_MS = [5.0, 100.0]
@@ -254,3 +257,23 @@ def test_label_values_on_metrics_show_the_escaped_text() -> None:
     # the exposition escapes the backslashes of the escaped value once more, as for any label value
     assert 'route="/x\\\\x1b[31m\\\\u202e\\\\\\\\"' in body
     assert "\x1b" not in body and "\u202e" not in body
+
+
+# ---- the config reaches the aggregators ------------------------------------------------------------------
+
+def test_the_service_builds_its_aggregators_with_the_configured_caps(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"".join(tsv(b"/r%d/" % n + b"z" * 100) + b"\n" for n in range(5)))
+    config = Config(files=(FileConfig(str(log)),), from_start=True,
+                    routes=RoutesConfig(max_length=32, max_series=3))
+    service = Service(config, once=True)
+    try:
+        service.scan(initial=True)
+        service.read_to_end()
+        [source] = service.sources.values()
+        keys = list(source.agg.slots)
+        assert len(keys) == 3 + 1 and (OVERFLOW_ROUTE, OVERFLOW_METHOD, "200", ()) in keys
+        assert all(len(key[0].encode()) <= 32 for key in keys)
+        assert total(source.agg) == 5
+    finally:
+        service.close()
