@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
+from logtaild.regex import RegexError, Rule
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -282,11 +284,11 @@ def _check_routes(routes: RoutesConfig) -> None:
     if routes.max_series < 1:
         raise ConfigError(f"routes.max_series: must be at least 1, got {routes.max_series}")
     for i, rule in enumerate(routes.rules):
-        _regex(rule.match, f"routes.rules[{i}].match")
-        try:  # the template is parsed even when nothing matches: a bad group reference fails here
-            re.compile(rule.match).sub(rule.replace, "")
-        except (re.error, IndexError) as exc:
-            raise ConfigError(f"routes.rules[{i}].replace: invalid replacement: {exc}") from None
+        try:  # compiled as the limiter compiles it (RE2), the template read as re.sub reads it
+            Rule(rule.match, rule.replace)
+        except RegexError as exc:
+            what = "invalid regex" if exc.part == "match" else "invalid replacement"
+            raise ConfigError(f"routes.rules[{i}].{exc.part}: {what}: {exc}") from None
 
 
 def _check_histogram(hist: HistogramConfig) -> None:

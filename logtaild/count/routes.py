@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from logtaild.count.labels import cut, escape, label_value, printable
 from logtaild.count.slots import ExtraLabels, SlotKey
+from logtaild.regex import RuleSet
 
 OVERFLOW_ROUTE = "__other__"
 #: the method (and extra label value) of the series past the series cap; parse_method never returns
@@ -39,6 +40,10 @@ _ADMITTED_LONGEST = 1024
 #: characters with a digit in it (requiring a digit keeps long words such as "deadbeefcafebabe"
 #: alone). One C-level pass; starting on a literal "/" (not a lookbehind) lets the regex engine skip
 #: to the next "/" instead of trying every position, about twice as fast on paths without ids.
+#: It stays on Python's `re`, not RE2 like the configured rules: it is fixed, and linear (a match
+#: starts only at a "/", no alternative can cross the next "/", and the lookaheads look at most one
+#: segment ahead, so each character is looked at a bounded number of times). RE2 has no lookaheads,
+#: and from Python it costs more per call: 100k paths took 0.33 s here and 2.1-2.7 s through RE2.
 _ID_SEGMENT = re.compile(
     r"/(?:[0-9]+"
     r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -80,7 +85,9 @@ class RouteLimiter:
         self.max_routes = max_routes
         self.max_length = max_length
         self.max_series = max_series
-        self._rules = [(re.compile(match), replace) for match, replace in rules]
+        #: RE2, linear in the route whatever the pattern (RegexError for syntax RE2 lacks; config
+        #: checks the same rules at load, so a running daemon never gets one)
+        self._rules = RuleSet(rules)
         self._builtin = builtin
         self._known: set[str] = set()
         #: raw route -> its admitted label value. Only admitted values are kept: a value once admitted
@@ -104,10 +111,9 @@ class RouteLimiter:
 
     def normalize(self, route: str) -> str:
         """Apply the first matching configured rule, then the built-in id patterns."""
-        for pattern, replace in self._rules:
-            if pattern.search(route):
-                route = pattern.sub(replace, route)
-                break
+        rewritten = self._rules.apply(route)
+        if rewritten is not None:
+            route = rewritten
         return normalize_ids(route) if self._builtin else route
 
     def admit(self, route: str) -> str:
