@@ -46,6 +46,9 @@ _INF = math.inf
 #: the longest caller's key (its values' total length) `_series` remembers: a label field can carry a
 #: whole line's worth of text, which would make the bounded cache large; such keys are escaped again
 _SERIES_KEY_LONGEST = 2048
+#: the longest raw request the raw and path caches keep (bytes): they are bounded in entries, this
+#: bounds them in bytes (about 200 MB at most for the three of them)
+_RAW_KEY_LONGEST = 2048
 
 
 def _key_length(key: SlotKey) -> int:
@@ -169,7 +172,7 @@ class Aggregator:
             if len(self._paths) >= self._cache_max:
                 self._paths.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
             path_key = self._path_key(request, status)
-            if path_key is not None:  # always, for a request parse_request accepted
+            if path_key is not None and len(path_key[1]) <= _RAW_KEY_LONGEST:  # see _remember_raw
                 self._paths[path_key] = slot
             self._remember_raw(raw_key, slot)
         observe(slot, self.bounds_ms, size, latency)
@@ -189,8 +192,12 @@ class Aggregator:
         """Cache a raw key; when the cache is full its keys become the old generation.
 
         Keys still in use move back on their next line for a dict lookup, so a full cache does
-        not send every hot key through the path cache again at once.
+        not send every hot key through the path cache again at once. A key longer than
+        _RAW_KEY_LONGEST is not kept: 32768 requests of 60 KB would hold 2 GB here, and a line that
+        long costs its full path anyway.
         """
+        if len(key) > _RAW_KEY_LONGEST:
+            return
         if len(self._cache) >= self._cache_max:
             self._old = self._cache.copy()  # a copy: the fast loops hold the bound get() of _cache
             self._cache.clear()

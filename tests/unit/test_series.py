@@ -2,6 +2,8 @@
 escaped when their series is created, and exact totals under every cap."""
 from __future__ import annotations
 
+import copy
+import tracemalloc
 import unicodedata
 from pathlib import Path
 
@@ -277,3 +279,29 @@ def test_the_service_builds_its_aggregators_with_the_configured_caps(tmp_path: P
         assert total(source.agg) == 5
     finally:
         service.close()
+
+
+# ---- memory: long requests are not kept by the caches -----------------------------------------------------
+
+def test_distinct_long_requests_leave_nothing_in_the_raw_caches() -> None:
+    agg = make()
+    agg.feed([tsv(b"/warm")])
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        for n in range(300):  # 300 distinct 60 KB requests: 18 MB if the caches kept their keys
+            agg.feed([tsv(b"/r%d/" % n + b"z" * 60_000)] * 2)
+        current, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert current - base < 2_000_000
+    assert total(agg) == 601 and all(len(route.encode()) <= 256 for route, *_rest in agg.slots)
+
+
+def test_a_copied_limiter_keeps_its_rules_and_caps() -> None:
+    """The catch-up worker deep-copies the limiter (an RE2 set cannot be copied as is)."""
+    limiter = RouteLimiter(3, [(r"^/blog/.+", "/blog/*")], max_length=32, max_series=7)
+    limiter.admit("/a")
+    copied = copy.deepcopy(limiter)
+    assert copied.normalize("/blog/x/1") == "/blog/*" and copied.admit("/a") == "/a"
+    assert (copied.max_routes, copied.max_length, copied.max_series, copied.distinct) == (3, 32, 7, 1)
