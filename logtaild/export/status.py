@@ -162,7 +162,8 @@ class StatusBoard:
     # ---- the model --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Everything both views show, as plain JSON-able data (values from the log unescaped)."""
+        """Everything both views show, as plain JSON-able data (routes as their label values, which
+        were escaped when their series was created; no HTML escaping here)."""
         snap, fresh, base = self.sample()
         span = fresh.t - base.t
         wall = self._wall()

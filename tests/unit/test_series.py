@@ -19,8 +19,10 @@ from logtaild.count.formats import PARSERS, parse_combined
 from logtaild.count.labels import ESCAPED_CATEGORIES, MARKER, escape
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_METHOD, OVERFLOW_ROUTE, RouteLimiter, overflow_key
+from logtaild.count.window import format_report
 from logtaild.export.collector import build_registry
 from logtaild.export.snapshot import FileSnapshot, Snapshot
+from logtaild.export.status import StatusBoard
 from logtaild.run.service import Service
 from logtaild.tail.filestream import StreamStats
 
@@ -227,11 +229,13 @@ def test_the_route_cap_then_the_series_cap_totals_stay_exact() -> None:
 
 # ---- the self-metrics ----------------------------------------------------------------------------------
 
+def _snapshot(agg: Aggregator) -> Snapshot:
+    return Snapshot([FileSnapshot("access.log", {}, agg.snapshot(), [b / 1000 for b in BOUNDS_MS], agg.lines,
+                                  dict(agg.malformed), StreamStats(), agg.limiter.distinct)], "test")
+
+
 def _registry(agg: Aggregator) -> CollectorRegistry:
-    def snap() -> Snapshot:
-        return Snapshot([FileSnapshot("access.log", {}, agg.snapshot(), [b / 1000 for b in BOUNDS_MS], agg.lines,
-                                      dict(agg.malformed), StreamStats(), agg.limiter.distinct)], "test")
-    return build_registry(snap)
+    return build_registry(lambda: _snapshot(agg))
 
 
 def test_series_gauge_and_overflow_counters() -> None:
@@ -305,3 +309,21 @@ def test_a_copied_limiter_keeps_its_rules_and_caps() -> None:
     copied = copy.deepcopy(limiter)
     assert copied.normalize("/blog/x/1") == "/blog/*" and copied.admit("/a") == "/a"
     assert (copied.max_routes, copied.max_length, copied.max_series, copied.distinct) == (3, 32, 7, 1)
+
+
+# ---- one text everywhere ----------------------------------------------------------------------------------
+
+def test_metrics_status_page_and_report_show_the_same_text() -> None:
+    agg = make()
+    agg.feed([tsv(b"/x\x1b[2J\xe2\x80\xae\\y")])
+    shown = "/x\\x1b[2J\\u202e\\\\y"
+    assert [key[0] for key in agg.slots] == [shown]
+    # the report: the label value as it is
+    report = format_report({("", r, s): n for (r, s), n in agg.counts_by_route_status().items()}, 1.0, wall=0.0)
+    assert f"{shown}\t200\t1" in report.splitlines()
+    # the status page and /status.json: the label value, HTML-escaped (nothing here to escape) only
+    status_board = StatusBoard(lambda: _snapshot(agg), clock=lambda: 100.0, wall=lambda: 5000.0)
+    assert f'<td class="route">{shown}</td>' in status_board.html_body("nonce").decode()
+    assert [route["route"] for route in status_board.status()["routes"]] == [shown]
+    # /metrics: the label value, with the exposition's own backslash escaping on top
+    assert 'route="/x\\\\x1b[2J\\\\u202e\\\\\\\\y"' in generate_latest(_registry(agg)).decode()
