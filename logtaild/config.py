@@ -18,12 +18,16 @@ from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
+from logtaild.regex import RegexError, Rule
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 DEFAULT_PORT = 10181
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 FORMATS = ("tsv", "combined", "json")
+#: the shortest `routes.max_length`: a cut value keeps at least 13 bytes of the route before the "…"
+MIN_MAX_LENGTH = 16
 #: Names a json file's `fields` may map (formats.JSON_FIELDS; `path` is another name for `route`).
 JSON_FIELDS = ("route", "request", "method", "status", "bytes", "latency", "service", "path")
 
@@ -56,9 +60,15 @@ class RuleConfig:
 
 @dataclass(frozen=True)
 class RoutesConfig:
+    """Route normalization and the caps on what each file exports (count/routes.py's defaults)."""
+
     max: int = 1000
     builtin: bool = True
     rules: tuple[RuleConfig, ...] = ()
+    #: route and label values longer than this (UTF-8 bytes, after escaping) are cut, ending in "…"
+    max_length: int = 256
+    #: request series per file; new label sets past it count under the overflow series of their status
+    max_series: int = 20000
 
 
 @dataclass(frozen=True)
@@ -269,12 +279,16 @@ def _check_file(file: FileConfig, where: str) -> None:
 def _check_routes(routes: RoutesConfig) -> None:
     if routes.max < 1:
         raise ConfigError(f"routes.max: must be at least 1, got {routes.max}")
+    if routes.max_length < MIN_MAX_LENGTH:  # room for the marker and a recognizable prefix
+        raise ConfigError(f"routes.max_length: must be at least {MIN_MAX_LENGTH}, got {routes.max_length}")
+    if routes.max_series < 1:
+        raise ConfigError(f"routes.max_series: must be at least 1, got {routes.max_series}")
     for i, rule in enumerate(routes.rules):
-        _regex(rule.match, f"routes.rules[{i}].match")
-        try:  # the template is parsed even when nothing matches: a bad group reference fails here
-            re.compile(rule.match).sub(rule.replace, "")
-        except (re.error, IndexError) as exc:
-            raise ConfigError(f"routes.rules[{i}].replace: invalid replacement: {exc}") from None
+        try:  # compiled as the limiter compiles it (RE2), the template read as re.sub reads it
+            Rule(rule.match, rule.replace)
+        except RegexError as exc:
+            what = "invalid regex" if exc.part == "match" else "invalid replacement"
+            raise ConfigError(f"routes.rules[{i}].{exc.part}: {what}: {exc}") from None
 
 
 def _check_histogram(hist: HistogramConfig) -> None:

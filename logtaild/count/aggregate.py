@@ -27,7 +27,7 @@ from logtaild.count.formats import (
     path_part,
 )
 from logtaild.count.record import AccessRecord
-from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes
+from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, overflow_key
 from logtaild.count.slots import (
     BUCKETS,
     BYTES,
@@ -43,6 +43,17 @@ from logtaild.count.slots import (
 )
 
 _INF = math.inf
+#: the longest caller's key (its values' total length) `_series` remembers: a label field can carry a
+#: whole line's worth of text, which would make the bounded cache large; such keys are escaped again
+_SERIES_KEY_LONGEST = 2048
+#: the longest raw request the raw and path caches keep (bytes): they are bounded in entries, this
+#: bounds them in bytes (about 200 MB at most for the three of them)
+_RAW_KEY_LONGEST = 2048
+
+
+def _key_length(key: SlotKey) -> int:
+    route, method, status, labels = key
+    return len(route) + len(method) + len(status) + sum(len(value) for _name, value in labels)
 
 
 class Aggregator:
@@ -68,6 +79,7 @@ class Aggregator:
         self._paths: dict[tuple[bytes, bytes, bytes], Slot] = {}  # see _path_key
         self._ids_as_bytes = limiter.bytes_normalizable
         self._cache_max = cache_max
+        self._series: dict[SlotKey, Slot] = {}  # a key as callers give it -> its slot; see _new_series
 
     def feed(self, lines: list[bytes]) -> None:
         """Count a batch of complete lines (without their newlines)."""
@@ -160,7 +172,7 @@ class Aggregator:
             if len(self._paths) >= self._cache_max:
                 self._paths.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
             path_key = self._path_key(request, status)
-            if path_key is not None:  # always, for a request parse_request accepted
+            if path_key is not None and len(path_key[1]) <= _RAW_KEY_LONGEST:  # see _remember_raw
                 self._paths[path_key] = slot
             self._remember_raw(raw_key, slot)
         observe(slot, self.bounds_ms, size, latency)
@@ -180,8 +192,12 @@ class Aggregator:
         """Cache a raw key; when the cache is full its keys become the old generation.
 
         Keys still in use move back on their next line for a dict lookup, so a full cache does
-        not send every hot key through the path cache again at once.
+        not send every hot key through the path cache again at once. A key longer than
+        _RAW_KEY_LONGEST is not kept: 32768 requests of 60 KB would hold 2 GB here, and a line that
+        long costs its full path anyway.
         """
+        if len(key) > _RAW_KEY_LONGEST:
+            return
         if len(self._cache) >= self._cache_max:
             self._old = self._cache.copy()  # a copy: the fast loops hold the bound get() of _cache
             self._cache.clear()
@@ -237,9 +253,31 @@ class Aggregator:
     def slot_for_admitted(self, route: str, method: str, status: str, labels: ExtraLabels = ()) -> Slot:
         """The slot of a route value that already went through the limiter."""
         key = (route, method, status, labels)
-        slot = self.slots.get(key)
+        slot = self._series.get(key)
         if slot is None:
-            slot = self.slots[key] = new_slot(self.bounds_ms)
+            slot = self._new_series(self.limiter.series_key(route, method, status, labels), key)
+        return slot
+
+    def _new_series(self, safe: SlotKey, key: SlotKey | None) -> Slot:
+        """The slot of a label set `_series` does not know: its values already made safe (`safe`).
+
+        This is where series are created, so the escaping and the series cap cost once per new
+        series, not per line. Past `limiter.max_series` a new label set is counted under
+        `overflow_key`. The key as the caller gave it is remembered (bounded, like the raw caches),
+        except for counts merged from elsewhere (`key` None): their values are already escaped, and
+        a raw value that looks like an escape must not find their slot.
+        """
+        slot = self.slots.get(safe)
+        if slot is None:
+            if len(self.slots) >= self.limiter.max_series:
+                safe = overflow_key(safe)
+                slot = self.slots.get(safe)
+            if slot is None:
+                slot = self.slots[safe] = new_slot(self.bounds_ms)
+        if key is not None and _key_length(key) <= _SERIES_KEY_LONGEST:
+            if len(self._series) >= self._cache_max:
+                self._series.clear()  # hot keys come back at once
+            self._series[key] = slot
         return slot
 
     def merge_slots(self, slots: Mapping[SlotKey, Slot]) -> None:
@@ -250,8 +288,8 @@ class Aggregator:
     def _counted_slot(self, key: SlotKey) -> Slot:
         """This aggregator's slot for a key another aggregator produced (its route already normalized)."""
         route, method, status, labels = key
-        admitted = route if route == OVERFLOW_ROUTE else self.limiter.admit_normalized(route)
-        return self.slot_for_admitted(admitted, method, status, labels)
+        admitted = route if route == OVERFLOW_ROUTE else self.limiter.admit_label(route)
+        return self._new_series(self.limiter.series_key(admitted, method, status, labels, escaped=True), None)
 
     def snapshot(self) -> list[tuple[SlotKey, Slot]]:
         """A copy of every slot, taken under the caller's lock."""

@@ -2,35 +2,20 @@
 
 The window does not count lines itself: it remembers the cumulative counts at its start and
 reports the difference, so the hot path increments one counter per line, not two.
-Every value that came from the log is escaped before it reaches a terminal.
+Every value that came from the log is escaped before it reaches a terminal: routes arrive as label
+values, escaped when their series was created (`labels.escape`); `printable` leaves those as they are
+and escapes anything else (a file path), so the report shows the text /metrics shows.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 
+from logtaild.count.labels import printable
+
 RULE = "=" * 29
 #: (file group, route, status); the group is "" when only one file is followed.
 WindowKey = tuple[str, str, str]
-
-
-def _escape_table() -> dict[int, str]:
-    table = {code: f"\\x{code:02x}" for code in [*range(0x20), *range(0x7F, 0xA0)]}
-    table[ord("\\")] = "\\\\"
-    # line/paragraph separators and bidirectional overrides can forge or reorder terminal text
-    # zero-width and BOM characters make two different routes look identical
-    for code in [0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F,
-                 0x200B, 0x200C, 0x200D, 0xFEFF, 0x061C, 0x00AD]:
-        table[code] = f"\\u{code:04x}"
-    return table
-
-
-_ESCAPES = _escape_table()
-
-
-def escape(text: str) -> str:
-    """Make a log-supplied value safe for a terminal: control characters become visible escapes."""
-    return text.translate(_ESCAPES)
 
 
 def format_qps(qps: float) -> str:
@@ -65,10 +50,10 @@ def format_report(counts: Mapping[WindowKey, int], length: float, wall: float | 
     groups = sorted({group for group, _route, _status in counts})
     for group in groups:
         if len(groups) > 1 or group:
-            lines.append(f"[{escape(group)}]")
+            lines.append(f"[{printable(group)}]")
         rows = sorted((route, status, n) for g, route, status in counts for n in [counts[g, route, status]]
                       if g == group)
-        lines += [f"{escape(route)}\t{status}\t{format_qps(n / length)}" for route, status, n in rows]
+        lines += [f"{printable(route)}\t{status}\t{format_qps(n / length)}" for route, status, n in rows]
     by_status: dict[str, int] = {}
     for (_group, _route, status), n in counts.items():
         by_status[status] = by_status.get(status, 0) + n

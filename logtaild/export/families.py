@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice
 
 from logtaild.count import slots as layout
-from logtaild.count.routes import OVERFLOW_ROUTE
+from logtaild.count.routes import OVERFLOW_METHOD, OVERFLOW_ROUTE
 from logtaild.count.slots import Slot
 from logtaild.export.exposition import HISTOGRAM, Family, Group, HistogramValue, LabelText, Number, Scrape
 from logtaild.export.promclient import float_to_go
@@ -135,7 +135,11 @@ def _file_metrics(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
         ("logtaild_drain_timeouts", "Old files closed while still growing.", stats.drain_timeouts),
         ("logtaild_read_errors", "Failed opens, reads and stats (retried).", stats.read_errors),
         ("logtaild_route_overflow", "Requests counted under __other__ because the route cap was hit.",
-         sum(layout.counts([slot for key, slot in file.slots if key[0] == OVERFLOW_ROUTE]))),
+         sum(layout.counts([slot for key, slot in file.slots
+                            if key[0] == OVERFLOW_ROUTE and key[1] != OVERFLOW_METHOD]))),
+        # the series cap's overflow series are the only ones with this method (see routes.overflow_key)
+        ("logtaild_series_overflow", "Requests counted under the overflow series because the series cap was hit.",
+         sum(layout.counts([slot for key, slot in file.slots if key[1] == OVERFLOW_METHOD]))),
     ]
     for name, doc, value in counters:
         out.add(name, "counter", doc, labels, value)
@@ -151,6 +155,7 @@ def _file_metrics(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
         ("logtaild_file_lag_bytes", "Bytes written but not read yet.", stats.lag),
         ("logtaild_last_read_timestamp_seconds", "When data was last read.", stats.last_read),
         ("logtaild_routes", "Distinct route values.", file.routes),
+        ("logtaild_series", "Request series (route, method, status, labels) of the file.", len(file.slots)),
     ]
     for name, doc, value in gauges:
         out.add(name, "gauge", doc, labels, value)

@@ -18,8 +18,9 @@ the objective allows (5xx: `1 - availability`; slower than the latency threshold
 - grey: no requests in the window: nothing to judge.
 
 Every value that came from the log (routes, paths, label values) is HTML-escaped, after the terminal
-escape (`window.escape`) makes control characters visible; the page has no script at all, and its
-Content-Security-Policy allows only its own nonce'd stylesheet (no script, no external anything).
+escape (`labels.printable`, the text /metrics shows) makes control characters visible; the page has no
+script at all, and its Content-Security-Policy allows only its own nonce'd stylesheet (no script, no
+external anything).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logtaild.count import slots as layout
-from logtaild.count.window import escape, format_qps
+from logtaild.count.labels import printable
+from logtaild.count.window import format_qps
 from logtaild.export.snapshot import Objective, Snapshot
 
 WINDOW = 30.0
@@ -160,7 +162,8 @@ class StatusBoard:
     # ---- the model --------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Everything both views show, as plain JSON-able data (values from the log unescaped)."""
+        """Everything both views show, as plain JSON-able data (routes as their label values, which
+        were escaped when their series was created; no HTML escaping here)."""
         snap, fresh, base = self.sample()
         span = fresh.t - base.t
         wall = self._wall()
@@ -268,8 +271,12 @@ def _rate(n: int, span: float) -> float:
 # ---- HTML -----------------------------------------------------------------------------------------
 
 def text(value: object) -> str:
-    """A value from the log as HTML text: control characters made visible, then HTML-escaped."""
-    return html.escape(escape(str(value)), quote=True)
+    """A value from the log as HTML text: control characters made visible, then HTML-escaped.
+
+    Routes and labels arrive escaped (when their series was created); `printable` leaves them as
+    /metrics shows them and escapes anything else.
+    """
+    return html.escape(printable(str(value)), quote=True)
 
 
 _STYLE = """

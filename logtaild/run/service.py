@@ -28,8 +28,9 @@ from logtaild import __version__
 from logtaild.config import Config, FileConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import make_parser
+from logtaild.count.labels import escape
 from logtaild.count.routes import RouteLimiter
-from logtaild.count.window import Window, WindowKey, escape, format_report
+from logtaild.count.window import Window, WindowKey, format_report
 from logtaild.export.collector import build_registry
 from logtaild.export.server import make_app, serve
 from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
@@ -185,7 +186,8 @@ class Service:
     def _make_aggregator(self, file_config: FileConfig, config: Config | None = None) -> Aggregator:
         """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
         routes = (config or self.config).routes
-        limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin)
+        limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin,
+                               max_length=routes.max_length, max_series=routes.max_series)
         parser = make_parser(file_config)
         return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser)
 

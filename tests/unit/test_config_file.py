@@ -57,6 +57,8 @@ files:
 routes:
   max: 50
   builtin: false
+  max_length: 128
+  max_series: 5000
   rules:
     - {match: "^/static/", replace: "/static/*"}
     - {match: "^/u/(\\\\w+)$", replace: "/u/:name"}
@@ -85,7 +87,8 @@ def test_every_key(tmp_path: Path) -> None:
                        {"path": "url.path", "request": "req", "method": "verb", "status": "code", "bytes": "size",
                         "latency": "took", "service": "svc"}),
         ),
-        routes=RoutesConfig(50, False, (RuleConfig("^/static/", "/static/*"), RuleConfig(r"^/u/(\w+)$", "/u/:name"))),
+        routes=RoutesConfig(50, False, (RuleConfig("^/static/", "/static/*"), RuleConfig(r"^/u/(\w+)$", "/u/:name")),
+                            max_length=128, max_series=5000),
         histogram=HistogramConfig(exponential=GeneratorConfig(0.01, 4, factor=3.0)),
         slo=(SloConfig("/api/.*", 0.3, 0.95, 0.9995, "payments"), SloConfig("/")),
     )
@@ -191,7 +194,9 @@ ERRORS = [
     ("routes: {rules: [{match: '('}]}", "routes.rules[0].replace: required"),
     ("routes: {rules: [{match: '(', replace: x}]}", "routes.rules[0].match: invalid regex: ..."),
     ("routes: {rules: [{match: a, replace: '\\2'}]}", "routes.rules[0].replace: invalid replacement: ..."),
-    ("routes: {cap: 5}", "routes.cap: unknown key (known: builtin, max, rules)"),
+    ("routes: {cap: 5}", "routes.cap: unknown key (known: builtin, max, max_length, max_series, rules)"),
+    ("routes: {max_length: 15}", "routes.max_length: must be at least 16, got 15"),
+    ("routes: {max_series: 0}", "routes.max_series: must be at least 1, got 0"),
     ("histogram: {buckets: []}", "histogram.buckets: must be a non-empty, strictly increasing list"),
     ("histogram: {buckets: [0.5, 0.1]}", "histogram.buckets: must be a non-empty, strictly increasing list"),
     ("histogram: {buckets: [0, 1]}", "histogram.buckets[0]: must be a positive number, got 0.0"),

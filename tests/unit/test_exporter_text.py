@@ -66,7 +66,8 @@ def several_files() -> Snapshot:
             (("/", "GET", "500", ()), slot(2, 20, 3000.0, (0, 0, 0, 0, 0, 2))),
             (("/", "POST", "200", ()), slot(3, 30)),
             (("/api", "GET", "200", (("service", "api"),)), slot(4, 400, 400.0, (0, 0, 2, 2))),
-            (("__other__", "GET", "404", ()), slot(5, 50))]
+            (("__other__", "GET", "404", ()), slot(5, 50)),
+            (("__other__", "__other__", "404", ()), slot(6, 60, 60.0, (0, 1)))]
     only_b = [(("/b-only", "PUT", "201", ()), slot(1, 1, 1.0, (1,)))]
     return snapshot(
         file_snapshot("/a.tsv", {"env": "prod"}, base),
@@ -386,7 +387,10 @@ def _file_metrics(out: _Families, file: FileSnapshot) -> None:
         ("logtaild_drain_timeouts", "Old files closed while still growing.", stats.drain_timeouts),
         ("logtaild_read_errors", "Failed opens, reads and stats (retried).", stats.read_errors),
         ("logtaild_route_overflow", "Requests counted under __other__ because the route cap was hit.",
-         sum(layout.count(s) for (route, *_rest), s in file.slots if route == "__other__")),
+         sum(layout.count(s) for (route, method, *_rest), s in file.slots
+             if route == "__other__" and method != "__other__")),
+        ("logtaild_series_overflow", "Requests counted under the overflow series because the series cap was hit.",
+         sum(layout.count(s) for (_route, method, *_rest), s in file.slots if method == "__other__")),
     ]:
         out.add(name, "counter", doc, name + "_total", lab, value)
     for reason, value in file.malformed.items():
@@ -401,6 +405,7 @@ def _file_metrics(out: _Families, file: FileSnapshot) -> None:
         ("logtaild_file_lag_bytes", "Bytes written but not read yet.", stats.lag),
         ("logtaild_last_read_timestamp_seconds", "When data was last read.", stats.last_read),
         ("logtaild_routes", "Distinct route values.", file.routes),
+        ("logtaild_series", "Request series (route, method, status, labels) of the file.", len(file.slots)),
     ]:
         out.add(name, "gauge", doc, name, lab, value)
 

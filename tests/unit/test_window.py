@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from logtaild.count.window import RULE, Window, escape, format_qps, format_report
+from logtaild.count.labels import escape
+from logtaild.count.window import RULE, Window, format_qps, format_report
 
 # Sun Nov 22 10:15:00 2026 UTC
 WALL = 1795342500.0
@@ -156,7 +157,6 @@ def test_window_without_base_counts_everything() -> None:
 
 
 def test_invisible_characters_are_shown() -> None:
-    from logtaild.count.window import escape
     assert escape("/a\u200bb\ufeff\u00ad") == "/a\\u200bb\\ufeff\\u00ad"
 
 
