@@ -119,13 +119,17 @@ class ScrapeCache:
     A scrape that finds a rendering in progress waits for it instead of starting its own, so N
     concurrent scrapes cost one rendering. The content type echoes the scraper's `version=`, so keys
     are the client's to choose: renderings are serialized (a scraper cycling versions gets one core's
-    share, not every worker's), and at most `max_entries` fresh ones are kept (memory: a few bodies).
+    share, not every worker's), and at most `max_entries` fresh ones, `max_bytes` of bodies in all,
+    are kept: an uncompressed body of tens of MB (many series, long routes) is rendered per scrape
+    rather than held, so the cache never adds more than `max_bytes` to the process's memory.
     """
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 4) -> None:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 4,
+                 max_bytes: int = 16 << 20) -> None:
         self.ttl = ttl
         self.clock = clock
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._entries: OrderedDict[Any, tuple[float, _Response]] = OrderedDict()
         self._render_lock = threading.Lock()
         self.renders = 0
@@ -145,6 +149,16 @@ class ScrapeCache:
                 self._store(key, started, response)
             return response
 
+    @property
+    def keys(self) -> list[Any]:
+        """The keys of the renderings held now, oldest first."""
+        return list(self._entries)
+
+    @property
+    def held_bytes(self) -> int:
+        """The size of the bodies held now."""
+        return sum(_size(entry[1]) for entry in self._entries.values())
+
     def _fresh(self, key: Any) -> _Response | None:
         entry = self._entries.get(key)
         return entry[1] if entry is not None and self.clock() - entry[0] < self.ttl else None
@@ -152,10 +166,15 @@ class ScrapeCache:
     def _store(self, key: Any, started: float, response: _Response) -> None:
         entries = OrderedDict((k, v) for k, v in self._entries.items()
                               if k != key and started - v[0] < self.ttl)
-        entries[key] = (started, response)
-        while len(entries) > self.max_entries:
+        if _size(response) <= self.max_bytes:
+            entries[key] = (started, response)
+        while len(entries) > self.max_entries or sum(_size(v[1]) for v in entries.values()) > self.max_bytes:
             entries.popitem(last=False)
         self._entries = entries  # replaced whole: `_fresh` reads it without the lock
+
+
+def _size(response: _Response) -> int:
+    return sum(map(len, response[1]))
 
 
 def _scrape_response(pieces: list[bytes], content_type: str, gzip: bool) -> _Response:

@@ -88,10 +88,20 @@ def test_scrapers_choosing_content_types_keep_a_few_bodies_at_most() -> None:
     cache = ScrapeCache(ttl=1.0, clock=lambda: now[0])
     for version in range(100):  # `version=1.0.<n>` makes a new content type each time
         cache.get((f"application/openmetrics-text; version=1.0.{version}", False), lambda: ([], [b"x" * 1000]))
-    assert cache.renders == 100 and len(cache._entries) == 4
+    assert cache.renders == 100 and len(cache.keys) == 4
     now[0] = 5.0
     cache.get("another", lambda: ([], [b""]))
-    assert list(cache._entries) == ["another"]  # expired renderings are not kept either
+    assert cache.keys == ["another"]  # expired renderings are not kept either
+
+
+def test_the_scrape_cache_holds_a_bounded_number_of_bytes() -> None:
+    cache = ScrapeCache(ttl=1.0, clock=lambda: 0.0, max_bytes=10_000)
+    for n in range(3):
+        cache.get(("text", n), lambda: ([], [b"x" * 4_000]))
+    assert cache.keys == [("text", 1), ("text", 2)] and cache.held_bytes == 8_000  # the oldest made room
+    big = cache.get(("text", "big"), lambda: ([], [b"y" * 10_001]))
+    assert big == ([], [b"y" * 10_001])  # served, but not held
+    assert ("text", "big") not in cache.keys and cache.held_bytes <= 10_000
 
 
 @pytest.mark.parametrize(("host", "url"), [("", "http://127.0.0.1:{}/"), ("::1", "http://[::1]:{}/"),
