@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import Any
 
 from logtaild.config import Config, FileConfig
-from logtaild.count.formats import make_parser
+from logtaild.count.parsers import make_parser
 
 #: settings a reload applies to the running daemon; every other field waits for a restart
 LIVE_FIELDS = frozenset({
