@@ -59,7 +59,8 @@ def test_full_config_maps_onto_the_dataclasses() -> None:
 @pytest.mark.parametrize(("data", "message"), [
     # unknown keys, top level and nested
     ({"intervall": 5}, "intervall: unknown key (known: "),
-    ({"files": [{"path": "a", "fromat": "tsv"}]}, "files[0].fromat: unknown key (known: fields, format, label_fields, "),
+    ({"files": [{"path": "a", "fromat": "tsv"}]},
+     "files[0].fromat: unknown key (known: fields, format, label_fields, "),
     ({"files": [{"path": "a"}, {"path": "b", "x": 1}]}, "files[1].x: unknown key"),
     ({"routes": {"rules": [{"match": "a", "replace": "b", "flags": "i"}]}}, "routes.rules[0].flags: unknown key"),
     ({"histogram": {"exponential": {"start": 1, "count": 2, "factr": 2}}}, "histogram.exponential.factr: unknown key"),
@@ -116,7 +117,8 @@ def test_full_config_maps_onto_the_dataclasses() -> None:
     ({"max_line": 10}, "max_line: must be at least 256, got 10"),
     ({"routes": {"max": 0}}, "routes.max: must be at least 1, got 0"),
     ({"files": [{"path": ""}]}, "files[0].path: must not be empty"),
-    ({"files": [{"path": "a", "format": "csv"}]}, "files[0].format: must be one of auto, tsv, combined, json, nginx, apache, got 'csv'"),
+    ({"files": [{"path": "a", "format": "csv"}]},
+     "files[0].format: must be one of auto, tsv, combined, json, nginx, apache, got 'csv'"),
     ({"files": [{"path": "a", "labels": {"route": "x"}}]}, "files[0].labels.route: not a usable Prometheus label"),
     ({"files": [{"path": "a", "labels": {"9x": "x"}}]}, "files[0].labels.9x: not a usable Prometheus label"),
     # not a mapping at all

@@ -56,7 +56,8 @@ files:
              service: svc}
   - path: /var/log/nginx/api.log
     format: nginx
-    log_format: '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time "$upstream_response_time" $host'
+    log_format: '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time
+      "$upstream_response_time" $host'
     label_fields: {vhost: $host}
     label_values_max: 20
     upstream_field: $upstream_response_time
@@ -91,8 +92,9 @@ def test_every_key(tmp_path: Path) -> None:
             FileConfig("/var/log/app.jsonl", "json", {}, "microseconds",
                        {"path": "url.path", "request": "req", "method": "verb", "status": "code", "bytes": "size",
                         "latency": "took", "service": "svc"}),
-            FileConfig("/var/log/nginx/api.log", "nginx", log_format='$remote_addr [$time_local] "$request" $status '
-                       '$body_bytes_sent $request_time "$upstream_response_time" $host', label_fields={"vhost": "$host"},
+            FileConfig("/var/log/nginx/api.log", "nginx",
+                       log_format='$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time '
+                       '"$upstream_response_time" $host', label_fields={"vhost": "$host"},
                        label_values_max=20, upstream_field="$upstream_response_time"),
         ),
         routes=RoutesConfig(50, False, (RuleConfig("^/static/", "/static/*"), RuleConfig(r"^/u/(\w+)$", "/u/:name"))),
@@ -171,7 +173,8 @@ ERRORS = [
     ("files: [{path: a}, {path: b}, {path: a}]", "files[2].path: 'a' is already files[0].path"),
     ("files: a.log", "files: expected a list, got str"),
     ("files: [a.log]", "files[0]: expected a mapping, got str"),
-    ("files: [{path: a, format: xml}]", "files[0].format: must be one of auto, tsv, combined, json, nginx, apache, got 'xml'"),
+    ("files: [{path: a, format: xml}]",
+     "files[0].format: must be one of auto, tsv, combined, json, nginx, apache, got 'xml'"),
     ("files: [{path: a, format: combined, latency_unit: hours}]",
      "files[0].latency_unit: must be seconds, milliseconds or microseconds"),
     ("files: [{path: a, format: tsv, latency_unit: seconds}]",
