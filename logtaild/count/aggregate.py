@@ -31,7 +31,7 @@ from logtaild.count.formats import (
     parse_tsv,
     path_part,
 )
-from logtaild.count.parsers import AutoParser, has_upstream
+from logtaild.count.parsers import AutoParser, has_upstream, label_cap
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes
 from logtaild.count.slots import (
@@ -72,6 +72,7 @@ class Aggregator:
         self.parser = parser
         self._fast = parser is parse_tsv
         self.upstream = has_upstream(parser)
+        self._label_cap = label_cap(parser)
         #: a file without a configured format: asked to choose with each batch until it has decided
         self._auto = parser if isinstance(parser, AutoParser) else None
         self._cache: dict[bytes, Slot] = {}  # b"request<TAB>status" -> slot
@@ -99,6 +100,7 @@ class Aggregator:
         self.parser = parser
         self._fast = parser is parse_tsv
         self.upstream = has_upstream(parser)  # detection never picks a format with upstream times
+        self._label_cap = label_cap(parser)
         if self._auto is not None and self._auto.decided:
             self._auto = None
 
@@ -276,6 +278,8 @@ class Aggregator:
         """This aggregator's slot for a key another aggregator produced (its route already normalized)."""
         route, method, status, labels = key
         admitted = route if route == OVERFLOW_ROUTE else self.limiter.admit_normalized(route)
+        if self._label_cap is not None:
+            labels = self._label_cap.admit_labels(labels)
         return self.slot_for_admitted(admitted, method, status, labels)
 
     def snapshot(self) -> list[tuple[SlotKey, Slot]]:

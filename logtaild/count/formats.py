@@ -304,7 +304,7 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
     k_route, k_request, k_method = keys["route"], keys["request"], keys["method"]
     k_status, k_bytes, k_latency, k_service = keys["status"], keys["bytes"], keys["latency"], keys["service"]
     services: set[str] = set()
-    extra = _json_labels(label_keys or {}, max_label_values)
+    extra, cap = _json_labels(label_keys or {}, max_label_values)
     k_upstream = (upstream_key,) if upstream_key else ()
 
     def parse_json(line: bytes) -> AccessRecord:
@@ -367,6 +367,7 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
         return AccessRecord(route, method, status, size, latency, labels, upstream)
 
     setattr(parse_json, "has_upstream", bool(upstream_key))  # noqa: B010 (read by the aggregator)
+    setattr(parse_json, "label_cap", cap)  # noqa: B010 (merged counts go through the same cap)
     return parse_json
 
 
@@ -379,17 +380,18 @@ def _json_upstream(value: Any, scale: float) -> float | None:
     return parse_latency_ms(_number(value, "latency", "upstream"), scale)
 
 
-def _json_labels(label_keys: Mapping[str, str], max_values: int
-                 ) -> Callable[[dict[str, Any], tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] | None:
-    """The step that adds `label_fields` labels to a parsed object's labels; None when there are none.
+def _json_labels(label_keys: Mapping[str, str], max_values: int) -> tuple[
+        Callable[[dict[str, Any], tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] | None, LabelCap]:
+    """The step that adds `label_fields` labels to a parsed object's labels (None when there are none),
+    and the cap it admits values through.
 
     A missing or null key is the value `-`, a number its text; anything else is malformed
     (`fields`), as the `service` value is. Values are capped per label (`__other__` past the cap).
     """
     if not label_keys:
-        return None
+        return None, LabelCap(max_values)
     keys = [(name, (label_keys[name],)) for name in sorted(label_keys)]
-    cap = LabelCap(max_values)
+    cap = LabelCap(max_values, frozenset(label_keys))
 
     def add(obj: dict[str, Any], labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         out = list(labels)
@@ -402,7 +404,7 @@ def _json_labels(label_keys: Mapping[str, str], max_values: int
             out.append((name, cap.admit(name, _text(value, "fields", name))))
         return tuple(out)
 
-    return add
+    return add, cap
 
 
 parse_json = make_json_parser()

@@ -16,8 +16,10 @@ DEFAULT_MAX_VALUES = 100
 class LabelCap:
     """Admits at most `max_values` distinct values per label name."""
 
-    def __init__(self, max_values: int = DEFAULT_MAX_VALUES) -> None:
+    def __init__(self, max_values: int = DEFAULT_MAX_VALUES, names: frozenset[str] = frozenset()) -> None:
         self.max_values = max_values
+        #: the labels this cap owns (`admit_labels` leaves any other label of a series alone)
+        self.names = names
         self._seen: dict[str, set[str]] = {}
 
     def admit(self, label: str, value: str) -> str:
@@ -31,6 +33,13 @@ class LabelCap:
             seen.add(value)
             return value
         return OVERFLOW_VALUE
+
+    def admit_labels(self, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        """A series' labels counted elsewhere (a catch-up worker, the state file) admitted through this
+        cap, so the cap holds over the sum and a restart remembers the values already admitted."""
+        if not self.names:
+            return labels
+        return tuple((name, self.admit(name, value) if name in self.names else value) for name, value in labels)
 
     def distinct(self, label: str) -> int:
         """How many values of `label` have been admitted."""

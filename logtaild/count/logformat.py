@@ -100,7 +100,7 @@ NGINX_VARIABLES: dict[str, Spec] = {
 APACHE_DIRECTIVES: dict[str, Spec] = {
     "h": Spec(CLIENT), "a": Spec(CLIENT, 1), "{c}a": Spec(CLIENT, 2),
     "t": Spec(TIME, shape=rb"\[[^\]\n]{1,64}\]"),
-    "r": Spec(REQUEST), "m": Spec(METHOD), "U": Spec(URI),
+    "r": Spec(REQUEST), "m": Spec(METHOD), "U": Spec(URI, shape=rb'[^\s?"]*+'),  # %U%q: the query follows
     ">s": Spec(STATUS, 0, shape=_STATUS), "s": Spec(STATUS, 1, shape=_STATUS), "<s": Spec(STATUS, 2, shape=_STATUS),
     "b": Spec(BYTES), "B": Spec(BYTES, 1), "O": Spec(BYTES, 2),
     "D": Spec(LATENCY, 0, _US), "{us}T": Spec(LATENCY, 0, _US), "{ms}T": Spec(LATENCY, 1, _MS),
@@ -265,7 +265,8 @@ def _pattern(tokens: Sequence[Token], index: int, head_end: int) -> bytes:
             raise FormatError(f"{item.name} is followed by {nxt.name} with nothing between them to tell "
                               "where one ends")
         return spec.shape
-    assert isinstance(prev, bytes)
+    if not isinstance(prev, bytes):
+        prev = b""  # the previous field had a fixed shape: no literal between them
     if index == 0 and spec.role == CLIENT and nxt is not None and nxt[:1] == b" " and head_end > 0:
         return _LENIENT_CLIENT
     if prev.endswith(b'"') and nxt is not None and nxt.startswith(b'"'):
@@ -291,20 +292,26 @@ def _head_end(tokens: Sequence[Token]) -> int:
     return 0
 
 
-def _regex(tokens: Sequence[Token], captured: Mapping[str, int], trailing: bool) -> re.Pattern[bytes]:
-    """One pattern for the whole line; the fields in `captured` are groups, numbered as it says."""
+def _regex(tokens: Sequence[Token], wanted: set[str], trailing: bool) -> tuple[re.Pattern[bytes], dict[str, int]]:
+    """One pattern for the whole line, and the group number of each field in `wanted` (its first
+    occurrence; groups are numbered in the order the fields are written)."""
     head_end = _head_end(tokens)
     parts: list[bytes] = []
+    groups: dict[str, int] = {}
     for index, item in enumerate(tokens):
         if isinstance(item, bytes):
             parts.append(re.escape(item))
             continue
         pattern = _pattern(tokens, index, head_end)
-        parts.append(b"(" + pattern + b")" if item.name in captured else b"(?:" + pattern + b")")
+        if item.name in wanted and item.name not in groups:
+            groups[item.name] = len(groups) + 1
+            parts.append(b"(" + pattern + b")")
+        else:
+            parts.append(b"(?:" + pattern + b")")
     if trailing:
         parts.append(_TRAILING)
     parts.append(rb"[ \t\r]*+")
-    return re.compile(b"".join(parts), re.S)
+    return re.compile(b"".join(parts), re.S), groups
 
 
 def _chosen(fields: Sequence[Field]) -> dict[str, Field]:
@@ -398,9 +405,8 @@ class CompiledFormat:
         return key
 
     def _regex(self, extra: Sequence[str]) -> tuple[re.Pattern[bytes], dict[str, int]]:
-        used = [item.name for item in self.chosen.values() if item.spec.role not in (HOST, TIME, CLIENT)]
-        captured = {name: number for number, name in enumerate(dict.fromkeys([*used, *extra]), 1)}
-        return _regex(self.tokens, captured, self.trailing), captured
+        used = {item.name for item in self.chosen.values() if item.spec.role not in (HOST, TIME, CLIENT)}
+        return _regex(self.tokens, used | set(extra), self.trailing)
 
     def parser(self, *, upstream_field: str | None = None, upstream_scale: float = _S,
                label_fields: Mapping[str, str] | None = None, max_label_values: int = DEFAULT_MAX_VALUES,
@@ -424,8 +430,10 @@ class CompiledFormat:
         )
         if not layout.status:
             raise FormatError("the format has no status field ($status, %>s)")
-        parse = _make_parse(regex, layout, UNESCAPES[self.escape], LabelCap(max_label_values))
+        cap = LabelCap(max_label_values, frozenset(labels))
+        parse = _make_parse(regex, layout, UNESCAPES[self.escape], cap)
         setattr(parse, "has_upstream", bool(layout.upstream))  # noqa: B010 (the aggregator's slot width)
+        setattr(parse, "label_cap", cap)  # noqa: B010 (merged counts go through the same cap)
         return parse
 
 

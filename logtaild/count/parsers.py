@@ -19,6 +19,7 @@ from logtaild.count.formats import (
     parse_json,
     parse_tsv,
 )
+from logtaild.count.labels import LabelCap
 from logtaild.count.logformat import combined_preset, compile_format
 from logtaild.count.record import AccessRecord
 
@@ -66,6 +67,12 @@ PARSERS: dict[str, Parser] = {"tsv": parse_tsv, "combined": parse_combined, "jso
 def has_upstream(parser: Parser) -> bool:
     """Whether a parser's records carry upstream times (its slots then have the upstream part)."""
     return bool(getattr(parser, "has_upstream", False))
+
+
+def label_cap(parser: Parser) -> LabelCap | None:
+    """The cap a parser admits `label_fields` values through (None without label fields)."""
+    cap = getattr(parser, "label_cap", None)
+    return cap if isinstance(cap, LabelCap) and cap.names else None
 
 
 def make_known(options: FileOptions, fmt: str) -> Parser:
@@ -127,9 +134,9 @@ class AutoParser:
         if self._parser is not None:
             return self._parser
         found = candidates(self.options)
+        self._seen += len(lines)  # lines read undecided (counted as tsv, the historical default)
         lines = detect.sample(lines)
         name, good = detect.best(lines, found)
-        self._seen += len(lines)
         if name is None and self._seen < CHECK_LINES and not final:
             return found.get("tsv") or next(iter(found.values()))  # undecided: this batch as tsv, try again
         self.chosen = name or ("tsv" if "tsv" in found else next(iter(found)))

@@ -206,18 +206,35 @@ def test_the_upstream_histogram_is_exported_beside_the_request_histogram() -> No
     assert overflow == {"version": 0, "vhost": 0}
 
 
+def host_lines(hosts: list[str]) -> list[bytes]:
+    return [(f'10.0.0.1 - - [{T}] "GET / HTTP/1.1" 200 5 "-" "curl" "-" rt=0.001 uct="-" uht="-" urt="-" '
+             f'{host} "1"').encode() for host in hosts]
+
+
+CAPPED = FileConfig("x", "nginx", log_format=NGINX_MAIN, label_fields={"vhost": "$host"}, label_values_max=5)
+
+
 def test_a_hostile_host_header_cannot_grow_the_series() -> None:
-    config = FileConfig("x", "nginx", log_format=NGINX_MAIN, label_fields={"vhost": "$host"}, label_values_max=5)
-    lines = [nginx_lines(1, seed=i)[0][0].replace(b" shop.example ", b" ").replace(b" api.example ", b" ")
-             .replace(b" www.example ", b" ") for i in range(1)]
-    base = lines[0].rsplit(b'"', 2)[0]  # everything before the version
-    hostile = [base.rsplit(b" ", 1)[0] + f' evil{i}.example "1"'.encode() for i in range(1000)]
-    agg = counted(config, hostile)
+    agg = counted(CAPPED, host_lines([f"evil{i}.example" for i in range(1000)]))
     values = {dict(key[3])["vhost"] for key in agg.slots}
     assert len(values) == 6 and "__other__" in values
     families = exposition(agg, "x", ("vhost",))
     overflow = {s.labels["label"]: s.value for s in families["logtaild_label_overflow"]}
     assert overflow == {"vhost": 995}
+
+
+def test_merged_counts_go_through_the_label_cap() -> None:
+    """A catch-up worker's (or the state file's) label values are admitted by the file's own cap."""
+    worker = counted(CAPPED, host_lines([f"a{i}" for i in range(5)]))
+    agg = counted(CAPPED, host_lines([f"b{i}" for i in range(5)]))
+    merge(agg, RangeResult(worker.slots, worker.malformed, worker.lines, 0))
+    values = collections.Counter({dict(key[3])["vhost"]: slots.count(slot) for key, slot in agg.slots.items()})
+    assert values == {"b0": 1, "b1": 1, "b2": 1, "b3": 1, "b4": 1, "__other__": 5}
+    # seeded first (as cron does at start-up), the stored values keep their place under the cap
+    seeded = counted(CAPPED, [])
+    seeded.merge_slots(worker.slots)
+    seeded.feed(host_lines(["a1", "new"]))
+    assert {dict(key[3])["vhost"] for key in seeded.slots} == {"a0", "a1", "a2", "a3", "a4", "__other__"}
 
 
 def test_apache_exports_no_upstream_histogram() -> None:
