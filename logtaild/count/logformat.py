@@ -437,6 +437,9 @@ class CompiledFormat:
         return parse
 
 
+_LABEL_CACHE = 4096
+
+
 def _make_parse(regex: re.Pattern[bytes], at: Layout, unescape: Callable[[bytes], bytes], cap: LabelCap) -> Parser:
     """The per-line function: one fullmatch, then each used field checked in the order of REASONS.
 
@@ -447,7 +450,10 @@ def _make_parse(regex: re.Pattern[bytes], at: Layout, unescape: Callable[[bytes]
     request_at, method_at, uri_at = at.request - 1, at.method - 1, at.uri - 1
     status_at, bytes_at, latency_at, upstream_at = at.status - 1, at.bytes - 1, at.latency - 1, at.upstream - 1
     latency_scale, upstream_scale, rest_scale = at.latency_scale, at.upstream_scale, at.rest_scale
-    label_at = tuple((name, number - 1) for name, number in at.labels)
+    # per label, raw bytes -> the admitted value: a hot value skips unescaping, decoding and the cap
+    # (an admitted value stays admitted, and `__other__` stays so once the cap is full)
+    label_at: tuple[tuple[str, int, dict[bytes, str]], ...] = tuple(
+        (name, number - 1, {}) for name, number in at.labels)
     admit = cap.admit
     default_escape = unescape is unescape_logged
 
@@ -476,8 +482,17 @@ def _make_parse(regex: re.Pattern[bytes], at: Layout, unescape: Callable[[bytes]
         if upstream_at < 0 and not label_at:
             return AccessRecord(route, method, status, size, latency)
         upstream = parse_upstream_ms(fields[upstream_at], upstream_scale) if upstream_at >= 0 else None
-        labels = tuple([(name, admit(name, decode(unescape(fields[index])))) for name, index in label_at])
-        return AccessRecord(route, method, status, size, latency, labels, upstream)
+        labels = []
+        for name, index, known in label_at:
+            raw = fields[index]
+            value = known.get(raw)
+            if value is None:
+                value = admit(name, decode(unescape(raw)))
+                if len(known) >= _LABEL_CACHE:
+                    known.clear()  # bounded: hostile values cannot grow it
+                known[raw] = value
+            labels.append((name, value))
+        return AccessRecord(route, method, status, size, latency, tuple(labels), upstream)
 
     return parse_format
 

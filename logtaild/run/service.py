@@ -447,8 +447,9 @@ class Service:
                 self._advise(source, source.advisor.finish())
             if total > source.malformed_logged:
                 reasons = ", ".join(f"{k}={v}" for k, v in source.agg.malformed.items() if v)
-                log.warning("%s: %d malformed lines in the last %.0fs (totals: %s); last: %s",
-                            source.path, total - source.malformed_logged, MALFORMED_LOG_EVERY, reasons,
+                log.warning("%s: %d malformed lines in the last %.0fs for format %s (totals: %s); last: %s",
+                            source.path, total - source.malformed_logged, MALFORMED_LOG_EVERY,
+                            source.advisor.format_name() if source.advisor else source.config.format, reasons,
                             escape(source.agg.last_malformed.decode("utf-8", "replace")))
                 source.malformed_logged = total
 
