@@ -203,13 +203,17 @@ class FormatAdvisor:
             return self.finish()
         return None
 
-    def finish(self) -> str | None:
+    def finish(self, final: bool = False) -> str | None:
+        """The verdict on the lines seen so far, once; `final` (the end of a `--once` run) also ends a
+        detection that has found nothing yet, which then says so itself."""
         if self._done or not self._sample:
             return None
-        self._done = True
         if isinstance(self.parser, AutoParser) and not self.parser.decided:
-            self.parser.settle()  # nothing parsed: detection says so itself
-            return None
+            if final:
+                self._done = True
+                self.parser.settle()
+            return None  # else detection goes on with the next lines: judged once it has decided
+        self._done = True
         name = self.format_name()
         own = make_known(self.options, name)
         lines, self._sample = self._sample, []

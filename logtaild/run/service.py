@@ -274,7 +274,7 @@ class Service:
         self.read_to_end()
         self.write_report(*window.close(self.totals(), self.clock()))
         for source in self.sources.values():
-            self._advise(source, source.advisor.finish() if source.advisor else None)
+            self._advise(source, source.advisor.finish(final=True) if source.advisor else None)
             _summarize_malformed(source)
         self.checkpoint(force=True)
         self.close()

@@ -124,3 +124,19 @@ def test_the_advisor_of_an_auto_file_judges_the_detected_format() -> None:
     agg.feed(APACHE[:10])
     assert advisor.format_name() == "combined"
     assert advisor.feed(APACHE[:10]) is None and advisor.finish() is None
+
+
+def test_an_undecided_file_is_judged_once_detection_has_decided() -> None:
+    parser = make_parser(AUTO)
+    agg = Aggregator(RouteLimiter(100), [5.0], parser)
+    advisor = FormatAdvisor(AUTO, parser)
+    agg.feed([b"junk"] * 5)
+    advisor.feed([b"junk"] * 5)
+    assert advisor.finish() is None and isinstance(parser, AutoParser) and not parser.decided  # the daemon's log tick
+    agg.feed(APACHE[:10])
+    assert parser.chosen == "combined"
+    assert advisor.finish() == ("5 of the first 5 lines are malformed for format combined, and no format detected "
+                                "parses them: set `format: nginx` or `apache` with the server's `log_format`")
+    final = FormatAdvisor(AUTO, make_parser(AUTO))
+    final.feed([b"junk"])
+    assert final.finish(final=True) is None and final.format_name() == "tsv"  # --once: settled, and said
