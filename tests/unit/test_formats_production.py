@@ -242,3 +242,24 @@ def test_apache_exports_no_upstream_histogram() -> None:
     families = exposition(counted(APACHE_CONFIG, lines), APACHE_CONFIG.path, ("version", "vhost"))
     assert "logtaild_http_upstream_duration_seconds" not in families
     assert sum(s.value for s in families["logtaild_http_requests"]) == 100
+
+
+def test_json_upstream_and_label_fields() -> None:
+    """nginx's escape=json template as the json format: upstream_field and label_fields name keys."""
+    config = FileConfig("x", "json", latency_unit="seconds", fields={"latency": "request_time"},
+                        upstream_field="urt", label_fields={"vhost": "host", "region": "geo.region"})
+    lines = [json.dumps({"request": "GET /a HTTP/1.1", "status": 200, "body_bytes_sent": 5, "request_time": 0.02,
+                         "urt": urt, "host": "h.example", "geo": {"region": "eu"}}).encode()
+             for urt in ("0.004, 0.012 : 0.001", "-", 0.3)]
+    agg = counted(config, lines)
+    [(key, slot)] = agg.slots.items()
+    assert key == ("/a", "GET", "200", (("region", "eu"), ("vhost", "h.example")))
+    assert slots.count(slot) == 3 and slots.upstream_bucket_counts(slot, BOUNDS_MS) == [0, 1, 1, 0]
+    assert slots.upstream_sum_ms(slot, BOUNDS_MS) == pytest.approx(317.0)
+
+
+def test_combined_label_fields_name_the_presets_directives() -> None:
+    config = FileConfig("x", "combined", label_fields={"user": "%u"})
+    agg = counted(config, [f'10.0.0.1 - {user} [{T}] "GET / HTTP/1.1" 200 5 "-" "curl"'.encode()
+                           for user in ("alice", "bob", "-")])
+    assert {dict(key[3])["user"] for key in agg.slots} == {"alice", "bob", "-"}
