@@ -130,25 +130,40 @@ def _unbackslash(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: _BACKSLASH.get(m.group(1), m.group(0)), text) if "\\" in text else text
 
 
+#: nginx's directive as written in nginx.conf: `[log_format] [name] [escape=...] '...' ['...'...][;]`
+_NGINX_DIRECTIVE = re.compile(
+    r"(?:log_format\s+)?(?:(?!escape=)\w+\s+)?(?:escape=(?P<escape>\w+)\s+)?"
+    r"(?P<strings>(?:'(?:[^'\\]|\\.)*'\s*)+);?", re.S)
+_NGINX_PIECE = re.compile(r"'((?:[^'\\]|\\.)*)'", re.S)
+#: Apache's directive: `[LogFormat] "..." [nickname]`
+_APACHE_DIRECTIVE_LINE = re.compile(r'(?:LogFormat\s+)?"((?:[^"\\]|\\.)*)"(?:\s+[\w-]+)?', re.S)
+
+
 def prepare(server: str, text: str) -> tuple[str, str]:
     """A format string as given -> (escape mode, the format itself).
 
-    nginx: an optional leading `escape=json|default|none`, and the format as in nginx.conf: one or
-    more `'...'` strings (joined) or the bare string. Apache: the LogFormat argument, its quotes
-    written as `"` or `\\"`.
+    nginx: the format as in nginx.conf, one or more `'...'` strings (joined, as nginx does), with an
+    optional leading `escape=json|default|none` (and, pasted whole, `log_format name` before it and
+    `;` after it), or the bare text they make. Apache: the LogFormat argument, its quotes written as
+    `"` or `\\"`, or pasted whole with its outer quotes (and `LogFormat`, and a nickname).
     """
     text = text.strip()
     escape = "default"
     if server == "nginx":
-        match = re.match(r"escape=(\w+)\s+", text)
-        if match:
-            escape = match.group(1)
-            if escape not in ESCAPES:
-                raise FormatError(f"escape={escape}: must be one of {', '.join(ESCAPES)}")
-            text = text[match.end():]
-        parts = re.fullmatch(r"(?:\s*'(?:[^'\\]|\\.)*')+\s*", text, re.S)
-        if parts:  # the directive's quoted strings: nginx joins them
-            text = "".join(re.findall(r"'((?:[^'\\]|\\.)*)'", text, re.S))
+        directive = _NGINX_DIRECTIVE.fullmatch(text)
+        if directive:
+            escape = directive.group("escape") or escape
+            text = "".join(_NGINX_PIECE.findall(directive.group("strings")))
+        else:
+            match = re.match(r"escape=(\w+)\s+", text)
+            if match:
+                escape, text = match.group(1), text[match.end():]
+        if escape not in ESCAPES:
+            raise FormatError(f"escape={escape}: must be one of {', '.join(ESCAPES)}")
+    else:
+        directive = _APACHE_DIRECTIVE_LINE.fullmatch(text)
+        if directive:
+            text = directive.group(1)
     text = _unbackslash(text)
     if "\n" in text or "\r" in text:
         raise FormatError("a format with a line break cannot be read line by line")

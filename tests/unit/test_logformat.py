@@ -392,3 +392,14 @@ def test_request_reasons_are_the_same_in_tsv_and_through_the_fast_path(request_l
     agg = Aggregator(RouteLimiter(10), [5.0])
     agg.feed([line, line])
     assert agg.malformed.get(reason or "fields", 0) == (2 if reason else 0)
+
+
+def test_directives_pasted_whole() -> None:
+    """The line from nginx.conf or httpd.conf, copied with its name and quotes, reads the same."""
+    whole = "log_format main escape=json '{\"s\":$status,' '\"r\":\"$request\"}';"
+    assert prepare("nginx", whole) == ("json", '{"s":$status,"r":"$request"}')
+    assert prepare("nginx", "main '$status'") == ("default", "$status")
+    apache = 'LogFormat "%h %l %u %t \\"%r\\" %>s %b" common'
+    assert prepare("apache", apache) == ("default", '%h %l %u %t "%r" %>s %b')
+    assert prepare("apache", '"%h \\"%r\\" %>s"') == ("default", '%h "%r" %>s')
+    assert prepare("apache", '"%r" %>s "%{User-Agent}i"')[1] == '"%r" %>s "%{User-Agent}i"'  # not one quoted string
