@@ -403,3 +403,11 @@ def test_directives_pasted_whole() -> None:
     assert prepare("apache", apache) == ("default", '%h %l %u %t "%r" %>s %b')
     assert prepare("apache", '"%h \\"%r\\" %>s"') == ("default", '%h "%r" %>s')
     assert prepare("apache", '"%r" %>s "%{User-Agent}i"')[1] == '"%r" %>s "%{User-Agent}i"'  # not one quoted string
+
+
+@pytest.mark.parametrize(("value", "reason"), [("GET /\\ud800 HTTP/1.1", "encoding"), ("GET /\\x HTTP/1.1", "fields")])
+def test_nginx_escape_json_bad_escapes(value: str, reason: str) -> None:
+    parse = compile_format("nginx", "escape=json '{\"request\":\"$request\",\"status\":$status}'")
+    with pytest.raises(ParseError) as info:
+        parse(('{"request":"' + value + '","status":200}').encode())
+    assert info.value.reason == reason
