@@ -70,6 +70,9 @@ class Spec:
     scale: float = 1.0
     #: a pattern every value fits: such a field may touch the next one without a literal between
     shape: bytes = b""
+    #: the value may be a list (`a, b : c`, as nginx writes the $upstream_* variables and proxies
+    #: X-Forwarded-For), spaces included, so unquoted it does not end at the first space
+    multi: bool = False
 
 
 _STATUS = rb"[0-9]{3}"
@@ -93,8 +96,11 @@ NGINX_VARIABLES: dict[str, Spec] = {
     "host": Spec(HOST), "server_name": Spec(HOST, 1), "http_host": Spec(HOST, 2),
     "time_local": Spec(TIME, shape=_TIME_LOCAL), "time_iso8601": Spec(TIME, shape=_ISO8601),
     "msec": Spec(TIME, shape=rb"[0-9]+\.[0-9]+"),
-    "remote_addr": Spec(CLIENT), "http_x_forwarded_for": Spec(CLIENT, 1), "realip_remote_addr": Spec(CLIENT, 2),
+    "remote_addr": Spec(CLIENT), "http_x_forwarded_for": Spec(CLIENT, 1, multi=True),
+    "realip_remote_addr": Spec(CLIENT, 2),
 }
+#: any other $upstream_* variable ($upstream_addr, $upstream_status...): one value per upstream tried
+_UPSTREAM_TEXT = Spec(multi=True)
 
 #: Apache directives by their key: the letter, with `>`/`<` for the status, `{param}` where it matters
 APACHE_DIRECTIVES: dict[str, Spec] = {
@@ -198,7 +204,8 @@ def tokenize_nginx(text: str) -> list[Token]:
                 raise FormatError(f"a $ not followed by a variable name at character {dollar + 1}")
             name, pos = match.group(), match.end()
         _flush(tokens, literal)
-        tokens.append(Field("$" + name, NGINX_VARIABLES.get(name, Spec())))
+        spec = NGINX_VARIABLES.get(name) or (_UPSTREAM_TEXT if name.startswith("upstream_") else Spec())
+        tokens.append(Field("$" + name, spec))
     _flush(tokens, literal)
     return tokens
 
@@ -264,7 +271,7 @@ def field_key(server: str, name: str) -> str:
 _QUOTED_VALUE = rb'(?:[^"\\]++|\\.)*+'  # Apache writes \" inside quotes, nginx \x22
 _LENIENT_CLIENT = rb"(?:\[[0-9A-Fa-f:.]+\]|[^\[]*?[^\s\[])"  # XFF lists, a quoted field, IPv6
 _BRACKETED = rb"[^\]\n]{1,64}+"
-_XFF_LIST = rb"[^ ,]*+(?:, ?[^ ,]++)*+"
+_LIST = rb"[^ ,]*+(?:(?:, ?| : )[^ ,]++)*+"
 _TRAILING = rb'(?P<rest>(?: +(?:"[^"\\]*+(?:\\.[^"\\]*+)*+"|[^\s"]++))*+)'
 
 
@@ -294,8 +301,8 @@ def _pattern(tokens: Sequence[Token], index: int, head_end: int) -> bytes:
         return rb"\S*+"
     if index < head_end and nxt[:1].isspace():
         return rb"[^\s\[]*+"  # the ident and user fields before the time, as the combined format has them
-    if spec.role == CLIENT and nxt[:1] == b" ":
-        return _XFF_LIST
+    if spec.multi and nxt[:1] == b" ":
+        return _LIST
     return b"[^" + re.escape(nxt[:1]) + b"]*+"
 
 
