@@ -145,6 +145,11 @@ class AutoParser:
             self.on_detect(self.chosen, good, len(lines) if name else self._seen)
         return self._parser
 
+    def quiet(self) -> AutoParser:
+        """An undecided copy that detects on its own and says nothing (a catch-up worker's: the file's
+        own parser says what it detects, once)."""
+        return AutoParser(self.options)
+
     def settle(self) -> None:
         """Decide now on what was seen (the end of a `--once` run): tsv when nothing parsed."""
         if self._parser is None:

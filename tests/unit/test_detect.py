@@ -140,3 +140,12 @@ def test_an_undecided_file_is_judged_once_detection_has_decided() -> None:
     final = FormatAdvisor(AUTO, make_parser(AUTO))
     final.feed([b"junk"])
     assert final.finish(final=True) is None and final.format_name() == "tsv"  # --once: settled, and said
+
+
+def test_a_catch_up_workers_copy_detects_quietly() -> None:
+    said: list[tuple[str, int, int]] = []
+    parser = make_parser(AUTO, on_detect=lambda *args: said.append(args))
+    assert isinstance(parser, AutoParser)
+    copy = parser.quiet()
+    copy.choose(TSV)
+    assert copy.chosen == "tsv" and said == [] and not parser.decided
