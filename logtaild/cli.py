@@ -14,14 +14,17 @@ from typing import Any
 import click
 
 from logtaild import __version__
-from logtaild.config import Config, ConfigError, FileConfig, check, dump_yaml, load
+from logtaild.config import FORMATS, Config, ConfigError, FileConfig, check, dump_yaml, load
 from logtaild.export.server import ListenError
 from logtaild.export.webconfig import load_web_config
 from logtaild.run import modes
+from logtaild.run.fileformats import check_formats
 
 EPILOG = """\b
 Examples:
   logtaild --file /var/log/nginx/access.tsv
+  logtaild --file /var/log/nginx/access.log               # the format is detected (tsv, json, combined)
+  logtaild --file access.log --format nginx --log-format '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time'
   logtaild --file access.log --interval 2 --listen 127.0.0.1:10181
   logtaild --file access.log --from-start --once          # one report over the whole file
   logtaild --config /etc/logtaild/config.yaml --state-file /var/lib/logtaild/state.json
@@ -51,14 +54,24 @@ def _overrides(options: dict[str, Any]) -> dict[str, Any]:
     if options.get("from_start"):
         out["from_start"] = True
     if options.get("file"):
-        out["files"] = tuple(FileConfig(path) for path in options["file"])
+        out["files"] = tuple(_file_config(path, options) for path in options["file"])
     return out
+
+
+def _file_config(path: str, options: dict[str, Any]) -> FileConfig:
+    """A `--file` entry with `--format` and `--log-format`; a log format alone says its server by its
+    syntax (`$variable`: nginx, else apache)."""
+    log_format = options.get("log_format")
+    fmt = options.get("format") or ("auto" if not log_format else "nginx" if "$" in log_format else "apache")
+    return FileConfig(path, format=fmt, log_format=log_format)
 
 
 def effective_config(options: dict[str, Any]) -> Config:
     """The config file (if any) with the flags on top, validated."""
     base = load(options["config"]) if options.get("config") else Config()
-    config = check(dataclasses.replace(base, **_overrides(options)))
+    if (options.get("format") or options.get("log_format")) and not options.get("file"):
+        raise ConfigError("--format and --log-format apply to --file; a config file sets format per file")
+    config = check_formats(check(dataclasses.replace(base, **_overrides(options))))
     if not config.files:
         raise ConfigError("nothing to follow: give --file PATH or a config with files")
     return config
@@ -73,7 +86,12 @@ def _setup_logging(level: str) -> None:
 
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--file", "-f", multiple=True, metavar="PATH",
-              help="Access log to follow (TSV format); repeatable. Waited for if it does not exist.")
+              help="Access log to follow; repeatable. Waited for if it does not exist. Its format is "
+                   "detected from its first lines unless --format says it.")
+@click.option("--format", "format", type=click.Choice(FORMATS), metavar="NAME",
+              help=f"With --file: the log format ({', '.join(FORMATS)}; default auto: detected).")
+@click.option("--log-format", metavar="STRING",
+              help="With --file: the server's log_format (nginx) or LogFormat (Apache) string, as in its config.")
 @click.option("--config", "-c", metavar="FILE", type=click.Path(dir_okay=False),
               help="YAML config file; flags override it.")
 @click.option("--check-config", metavar="FILE", type=click.Path(dir_okay=False),
@@ -105,7 +123,7 @@ def command(**options: Any) -> None:
     --interval seconds, and Prometheus metrics on /metrics."""
     _setup_logging(options["log_level"])
     if options.get("check_config"):
-        config = check(load(options["check_config"]))
+        config = check_formats(check(load(options["check_config"])))
         if config.web_config:
             load_web_config(config.web_config)  # certificates and hashes checked too
         click.echo(dump_yaml(config), nl=False)

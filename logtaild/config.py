@@ -25,7 +25,13 @@ if TYPE_CHECKING:
 
 DEFAULT_PORT = 10181
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-FORMATS = ("tsv", "combined", "json")
+#: `auto`: detected from the file's first lines (tsv, json or combined); nginx and apache take `log_format`
+FORMATS = ("auto", "tsv", "combined", "json", "nginx", "apache")
+#: what `format: auto` chooses among (the names in count.detect.DETECTABLE)
+DETECTED_FORMATS = ("tsv", "json", "combined")
+UNITS = ("seconds", "milliseconds", "microseconds")
+#: label names taken by the request series themselves
+RESERVED_LABELS = ("route", "method", "status", "le", "file")
 #: the shortest `routes.max_length`: a cut value keeps at least 13 bytes of the route before the "…"
 MIN_MAX_LENGTH = 16
 #: Names a json file's `fields` may map (formats.JSON_FIELDS; `path` is another name for `route`).
@@ -41,13 +47,23 @@ class FileConfig:
     """One followed path (or glob) and how to read it."""
 
     path: str
-    format: str = "tsv"
+    format: str = "auto"
     labels: dict[str, str] = field(default_factory=dict)
     #: combined format: unit of an optional trailing request time ("seconds" as nginx's
     #: $request_time, "microseconds" as Apache's %D), or None when lines carry none
     latency_unit: str | None = None
     #: json format: our field name -> the field name in the log's objects
     fields: dict[str, str] = field(default_factory=dict)
+    #: nginx and apache formats: the server's log_format / LogFormat string, as in its config
+    log_format: str | None = None
+    #: label name -> a field of the format (`$host`, `%v`, `%{X-Version}i`, a json key)
+    label_fields: dict[str, str] = field(default_factory=dict)
+    #: distinct values per label of `label_fields` in this file; the rest are counted as __other__
+    label_values_max: int = 100
+    #: the field holding upstream times (default: nginx's $upstream_response_time when the format has it)
+    upstream_field: str | None = None
+    #: unit of `upstream_field` when it is not one of nginx's upstream variables (which are seconds)
+    upstream_unit: str = "seconds"
 
 
 @dataclass(frozen=True)
@@ -256,13 +272,15 @@ def check(config: Config) -> Config:
 
 
 def _check_file(file: FileConfig, where: str) -> None:
-    """Format, latency unit, json fields and labels of one file entry."""
+    """Format, latency unit, json fields, log format, labels and label fields of one file entry."""
     if file.format not in FORMATS:
         raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
-    if file.latency_unit not in (None, "seconds", "milliseconds", "microseconds"):
+    if file.latency_unit not in (None, *UNITS):
         raise ConfigError(f"{where}.latency_unit: must be seconds, milliseconds or microseconds")
     if file.format == "tsv" and file.latency_unit not in (None, "milliseconds"):
         raise ConfigError(f"{where}.latency_unit: the tsv format's latency is always in milliseconds")
+    if file.format in ("nginx", "apache") and file.latency_unit is not None:
+        raise ConfigError(f"{where}.latency_unit: the {file.format} format knows the unit of each time field")
     if file.fields and file.format != "json":
         raise ConfigError(f"{where}.fields: only the json format maps fields")
     for name in file.fields:
@@ -270,10 +288,49 @@ def _check_file(file: FileConfig, where: str) -> None:
             raise ConfigError(f"{where}.fields.{name}: unknown field (known: {', '.join(JSON_FIELDS)})")
     if "route" in file.fields and "path" in file.fields:
         raise ConfigError(f"{where}.fields.path: give route or path, not both")
+    _check_log_format(file, where)
     for label in file.labels:
-        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__") or label in (
-                "route", "method", "status", "le", "file"):
+        if not _label_name_ok(label):
             raise ConfigError(f"{where}.labels.{label}: not a usable Prometheus label name")
+    _check_label_fields(file, where)
+
+
+def _check_log_format(file: FileConfig, where: str) -> None:
+    """`log_format` with the formats that take one; `upstream_field` where there are fields to name."""
+    if file.format in ("nginx", "apache") and not (file.log_format or "").strip():
+        raise ConfigError(f"{where}.log_format: required with format {file.format} (the server's "
+                          f"{'log_format' if file.format == 'nginx' else 'LogFormat'} string)")
+    if file.log_format is not None and file.format not in ("nginx", "apache"):
+        raise ConfigError(f"{where}.log_format: only the nginx and apache formats take a log_format")
+    if file.upstream_field is not None and file.format not in ("nginx", "apache", "json"):
+        raise ConfigError(f"{where}.upstream_field: only the nginx, apache and json formats have fields")
+    if file.upstream_unit not in UNITS:
+        raise ConfigError(f"{where}.upstream_unit: must be seconds, milliseconds or microseconds")
+
+
+def _label_name_ok(label: str) -> bool:
+    return bool(re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label)) and not label.startswith("__") and \
+        label not in RESERVED_LABELS
+
+
+def _check_label_fields(file: FileConfig, where: str) -> None:
+    """Label names as Prometheus allows them, clashing with no other label of the file's series."""
+    if file.label_values_max < 1:
+        raise ConfigError(f"{where}.label_values_max: must be at least 1, got {file.label_values_max}")
+    if file.label_fields and file.format in ("auto", "tsv"):
+        raise ConfigError(f"{where}.label_fields: needs a format with named fields (json, combined, nginx, "
+                          f"apache), not {file.format}")
+    for label, source in file.label_fields.items():
+        key = f"{where}.label_fields.{label}"
+        if not _label_name_ok(label):
+            raise ConfigError(f"{key}: not a usable Prometheus label name (and not one of "
+                              f"{', '.join(RESERVED_LABELS)})")
+        if label in file.labels:
+            raise ConfigError(f"{key}: {label} is already a constant label of the file (labels.{label})")
+        if file.format == "json" and label == "service" and file.fields.get("service", "service") != "":
+            raise ConfigError(f"{key}: the json format's service key is the service label already")
+        if not source:
+            raise ConfigError(f"{key}: must name a field of the format")
 
 
 def _check_routes(routes: RoutesConfig) -> None:

@@ -8,6 +8,11 @@ key the cache lacks (a new id, a new query string) is placed through a second ca
 through the full checks, in `formats.parse_tsv`'s order, which decide whether and why it is
 malformed. Nothing here calls prometheus-client: export/ reads copies of the slots (`snapshot`),
 taken under the service's lock.
+
+A file without a configured format has a parser that chooses the format from the first batch
+(`parsers.AutoParser`): `feed` asks it before counting, so those lines are counted once, with the
+chosen format, and a TSV file still gets the fast loops. A parser whose records carry upstream times
+(`has_upstream`) gets slots with the upstream part.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from logtaild.count.formats import (
     parse_tsv,
     path_part,
 )
+from logtaild.count.parsers import AutoParser, has_upstream, label_cap
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, overflow_key
 from logtaild.count.slots import (
@@ -40,6 +46,7 @@ from logtaild.count.slots import (
     merge_slots,
     new_slot,
     observe,
+    observe_upstream,
 )
 
 _INF = math.inf
@@ -72,8 +79,13 @@ class Aggregator:
         self.lines = 0
         self.malformed = dict.fromkeys(REASONS, 0)
         self.last_malformed: bytes = b""
+        self.first_malformed: bytes = b""
         self.parser = parser
         self._fast = parser is parse_tsv
+        self.upstream = has_upstream(parser)
+        self._label_cap = label_cap(parser)
+        #: a file without a configured format: asked to choose with each batch until it has decided
+        self._auto = parser if isinstance(parser, AutoParser) else None
         self._cache: dict[bytes, Slot] = {}  # b"request<TAB>status" -> slot
         self._old: dict[bytes, Slot] = {}  # the previous generation of _cache
         self._paths: dict[tuple[bytes, bytes, bytes], Slot] = {}  # see _path_key
@@ -84,6 +96,8 @@ class Aggregator:
     def feed(self, lines: list[bytes]) -> None:
         """Count a batch of complete lines (without their newlines)."""
         self.lines += len(lines)
+        if self._auto is not None and lines:
+            self._use(self._auto.choose(lines))
         if self._fast:
             # one loop per field count; a batch's first line picks it (a file rarely mixes them)
             fast = self._feed_tsv4 if lines and lines[0].count(b"\t") == 3 else self._feed_tsv5
@@ -92,6 +106,15 @@ class Aggregator:
         else:
             for line in lines:
                 self._feed_one(line)
+
+    def _use(self, parser: Callable[[bytes], AccessRecord]) -> None:
+        """Count with the parser an undecided one chose; stop asking once it has decided for good."""
+        self.parser = parser
+        self._fast = parser is parse_tsv
+        self.upstream = has_upstream(parser)  # detection never picks a format with upstream times
+        self._label_cap = label_cap(parser)
+        if self._auto is not None and self._auto.decided:
+            self._auto = None
 
     # The two fast loops key the cache on the bytes between the first tab and the number fields:
     # `request<TAB>status`. Cached keys hold exactly one tab, so a hit also proves the field count.
@@ -226,6 +249,8 @@ class Aggregator:
     def _malformed(self, reason: str, line: bytes) -> None:
         self.malformed[reason] += 1
         self.last_malformed = line[:200]
+        if not self.first_malformed:
+            self.first_malformed = line[:200]
 
     def _feed_one(self, line: bytes) -> None:
         """The general path (formats other than TSV): parse, count malformed lines by reason."""
@@ -236,6 +261,8 @@ class Aggregator:
             return
         slot = self.slot_for(record.route, record.method, record.status, record.labels)
         observe(slot, self.bounds_ms, record.bytes, record.latency_ms)  # not self.add: one call per line
+        if record.upstream_ms is not None and self.upstream:
+            observe_upstream(slot, self.bounds_ms, record.upstream_ms)
 
     def add(self, slot: Slot, record: AccessRecord) -> None:
         """Count one record into its slot."""
@@ -273,7 +300,7 @@ class Aggregator:
                 safe = overflow_key(safe)
                 slot = self.slots.get(safe)
             if slot is None:
-                slot = self.slots[safe] = new_slot(self.bounds_ms)
+                slot = self.slots[safe] = new_slot(self.bounds_ms, self.upstream)
         if key is not None and _key_length(key) <= _SERIES_KEY_LONGEST:
             if len(self._series) >= self._cache_max:
                 self._series.clear()  # hot keys come back at once
@@ -289,6 +316,8 @@ class Aggregator:
         """This aggregator's slot for a key another aggregator produced (its route already normalized)."""
         route, method, status, labels = key
         admitted = route if route == OVERFLOW_ROUTE else self.limiter.admit_label(route)
+        if self._label_cap is not None:
+            labels = self._label_cap.admit_labels(labels)
         return self._new_series(self.limiter.series_key(admitted, method, status, labels, escaped=True), None)
 
     def snapshot(self) -> list[tuple[SlotKey, Slot]]:

@@ -1,16 +1,15 @@
-"""Log-line parsers, one per format, and `ParseError` with the reason a line was rejected.
+"""The value parsers every format shares, `ParseError` with the reason a line was rejected, and the
+tsv and json parsers.
 
-The pieces shared by every format (request line, status, numbers) live here too, so the TSV fast
-path in `aggregate.py` rejects exactly the lines `parse_tsv` rejects, and every format rejects a bad
-status or size for the same reason.
-
-Formats (`make_parser(file_config)` builds the parser of one followed file):
+The pieces shared by every format (request line, status, numbers, upstream times, the servers'
+escapes) live here, so the TSV fast path in `aggregate.py` rejects exactly the lines `parse_tsv`
+rejects, and every format rejects a bad status or size for the same reason.
 
 - `tsv`: `ip<TAB>METHOD route<TAB>status<TAB>bytes[<TAB>latency_ms]` (`parse_tsv`, the fast path).
-- `combined`: nginx/Apache "combined" (and "common", without referer and user agent). With the
-  file's `latency_unit`, the last field of the line, when it is unquoted, is the request time
-  (nginx `$request_time`: seconds; Apache `%D`: microseconds; or milliseconds).
 - `json`: one object per line, our field names mapped onto the log's keys by the file's `fields`.
+
+The format strings (nginx, Apache, and the `combined` preset) are compiled in `logformat.py`;
+`parsers.make_parser` builds the parser of one followed file, whatever its format.
 """
 from __future__ import annotations
 
@@ -18,8 +17,9 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from logtaild.count.labelcap import LabelCap
 from logtaild.count.record import AccessRecord
 
 #: Reasons a line is malformed; they are the values of the `reason` label.
@@ -93,14 +93,37 @@ def split_request(raw: bytes) -> tuple[bytes, bytes]:
     return parts[0], path_part(parts[1])
 
 
+#: The route of every `CONNECT host:port` request: the authority is not a path, and one route per
+#: host would let a client mint series.
+CONNECT_ROUTE = "__connect__"
+
+
 def parse_request(raw: bytes) -> tuple[str, str]:
     """`METHOD target [protocol]` -> (method label, route).
 
     Only the method and the path are decoded (strict UTF-8): the query string, the fragment and
-    the protocol are not part of any label, so their bytes are not judged.
+    the protocol are not part of any label, so their bytes are not judged. A request line that is
+    not `METHOD target [protocol]` is malformed for the reason `encoding` when it holds invalid
+    UTF-8 (a TLS handshake sent to the HTTP port), else `request`, whatever its spaces.
     """
-    method, path = split_request(raw)
-    return parse_method(decode(method)), route_of(decode(path))
+    try:
+        method, path = split_request(raw)
+        label = parse_method(decode(method))
+        if label == "CONNECT" and not path.startswith(b"/"):
+            return label, CONNECT_ROUTE  # the authority form, `host:port`
+        return label, route_of(decode(path))
+    except ParseError as exc:
+        if exc.reason == "request" and not _is_utf8(raw):
+            raise ParseError("encoding", "invalid UTF-8 in the request") from None
+        raise
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def parse_status(raw: bytes | str | int) -> str:
@@ -135,6 +158,29 @@ def parse_latency_ms(raw: bytes | str | float, scale: float = 1.0) -> float:
     return value
 
 
+_SEPARATORS = re.compile(rb"[,:]")
+
+
+def parse_upstream_ms(raw: bytes, scale: float = 1000.0) -> float | None:
+    """nginx's upstream times (`0.004, 0.012 : 0.001`, seconds) -> their sum in ms; None when all are `-`.
+
+    `,` separates the servers tried in turn, ` : ` the upstream groups of internal redirects; `-`
+    is a server that was not asked (or no upstream at all), which is no observation, not an error.
+    """
+    if raw == b"-":
+        return None
+    if b"," not in raw and b":" not in raw:
+        return parse_latency_ms(raw, scale)  # the common case: one upstream, one try
+    total, seen = 0.0, False
+    for part in _SEPARATORS.split(raw):
+        part = part.strip()
+        if part == b"-":
+            continue
+        total += parse_latency_ms(part, scale)  # "" and garbage: ParseError("latency")
+        seen = True
+    return total if seen else None
+
+
 def parse_tsv(line: bytes) -> AccessRecord:
     """`ip<TAB>METHOD route<TAB>status<TAB>bytes[<TAB>latency_ms]`."""
     fields = line.split(b"\t")
@@ -158,36 +204,8 @@ NO_REQUEST = "-"
 LATENCY_SCALES = {"seconds": 1000.0, "milliseconds": 1.0, "microseconds": 0.001}
 
 
-class FileOptions(Protocol):
-    """What a parser needs from a `config.FileConfig` (formats.py imports no sibling but record).
+# ---- values as web servers log them -------------------------------------------------------------
 
-    Read-only properties, so a frozen dataclass (FileConfig is one) conforms.
-    """
-
-    @property
-    def format(self) -> str: ...
-    @property
-    def latency_unit(self) -> str | None: ...
-    @property
-    def fields(self) -> Mapping[str, str]: ...
-
-
-# ---- combined -----------------------------------------------------------------------------------
-
-_QUOTED = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'  # "...", with \" and \\ inside (the unrolled loop)
-#: `client ident user [time] "request" status bytes` then any number of quoted or bare fields
-#: (referer and user agent in "combined", nothing in "common", more in custom formats). The client
-#: part is lenient (X-Forwarded-For lists, a quoted leading field, IPv6, a user name with spaces);
-#: everything from the time on is strict, so a truncated or concatenated line does not match.
-#: Linear time on any input: the time is the first `[` (after a bracketed IPv6 client, if any), so
-#: there is one place to start from, and the fields after it are matched possessively.
-_COMBINED = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|[^\[]*?[^\s\[]) [^\s\[]+ [^\s\[]+ \[[^\]\n]{1,64}\] "
-    rb'"(?P<request>[^"\\]*+(?:\\.[^"\\]*+)*+)" '
-    rb"(?P<status>\S++) (?P<bytes>\S++)"
-    rb"(?P<rest>(?: +(?:" + _QUOTED + rb'|[^\s"]++))*+)'
-    rb"[ \t\r]*+"
-)
 #: nginx escapes `"`, `\` and bytes outside 0x20-0x7e as `\xHH`; Apache writes `\"`, `\\`, `\n`...
 _ESCAPE = re.compile(rb"\\(x[0-9A-Fa-f]{2}|.)", re.S)
 _SIMPLE_ESCAPES = {b'"': b'"', b"\\": b"\\", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b",
@@ -204,44 +222,6 @@ def _unescape_one(match: re.Match[bytes]) -> bytes:
 def unescape_logged(raw: bytes) -> bytes:
     """Undo nginx's and Apache's escaping of a logged value (`\\x22`, `\\"`, `\\\\`, `\\xC3\\xA9`)."""
     return _ESCAPE.sub(_unescape_one, raw) if b"\\" in raw else raw
-
-
-def parse_logged_request(raw: bytes) -> tuple[str, str]:
-    """A request line as a web server logs it -> (method, route); `-` or empty -> NO_REQUEST twice.
-
-    Escapes are undone first, so a non-ASCII path logged as `/caf\\xC3\\xA9` is the route `/café`;
-    the result must then be valid UTF-8 ("encoding") and a `METHOD target [protocol]` ("request").
-    """
-    if raw in (b"-", b""):
-        return NO_REQUEST, NO_REQUEST
-    return parse_request(unescape_logged(raw))
-
-
-def make_combined_parser(latency_unit: str | None = None) -> Parser:
-    """A parser for nginx/Apache combined lines; `latency_unit` reads the trailing request time."""
-    scale = LATENCY_SCALES[latency_unit] if latency_unit else None
-    fullmatch = _COMBINED.fullmatch
-
-    def parse_combined(line: bytes) -> AccessRecord:
-        match = fullmatch(line)
-        if match is None:
-            raise ParseError("fields", "not a combined log line")
-        method, route = parse_logged_request(match.group("request"))
-        status = parse_status(match.group("status"))
-        size = parse_bytes(match.group("bytes"))
-        latency = None
-        if scale is not None:
-            rest = match.group("rest")
-            if rest and not rest.endswith(b'"'):  # the last field is bare: the request time
-                last = rest.rsplit(b" ", 1)[-1]
-                if last != b"-":
-                    latency = parse_latency_ms(last, scale)
-        return AccessRecord(route, method, status, size, latency)
-
-    return parse_combined
-
-
-parse_combined = make_combined_parser()
 
 
 # ---- json ---------------------------------------------------------------------------------------
@@ -298,7 +278,9 @@ def _number(value: Any, reason: str, what: str) -> Any:
     return value
 
 
-def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str | None = None) -> Parser:
+def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str | None = None,
+                     label_keys: Mapping[str, str] | None = None, max_label_values: int = MAX_SERVICES,
+                     upstream_key: str | None = None, upstream_scale: float = 1000.0) -> Parser:
     """A parser for one JSON object per line; `fields` maps our names onto the log's keys.
 
     route: from the route key (`path` by default; query string dropped, an absolute URL loses its
@@ -306,7 +288,10 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
     from the request line, else NO_REQUEST. status is required; bytes default to 0; latency is
     optional (milliseconds unless `latency_unit` says otherwise); a `service` value becomes the
     `service` label of the line's series (at most MAX_SERVICES values per file). A key mapped to ""
-    is not looked up at all.
+    is not looked up at all. `label_keys` maps label names onto keys (dotted for nested objects)
+    whose values become labels of the line's series, each capped at `max_label_values` values.
+    `upstream_key` names the upstream time (a number, or nginx's text such as `"0.004, 0.012"`,
+    in seconds unless `upstream_scale` says otherwise); the parser then has `has_upstream`.
     """
     keys = dict(JSON_DEFAULTS)
     for name, key in (fields or {}).items():
@@ -318,6 +303,8 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
     k_route, k_request, k_method = keys["route"], keys["request"], keys["method"]
     k_status, k_bytes, k_latency, k_service = keys["status"], keys["bytes"], keys["latency"], keys["service"]
     services: set[str] = set()
+    extra, cap = _json_labels(label_keys or {}, max_label_values)
+    k_upstream = (upstream_key,) if upstream_key else ()
 
     def parse_json(line: bytes) -> AccessRecord:
         text = decode(line)
@@ -371,32 +358,52 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
                 else:
                     services.add(service)
             labels = (("service", service),)
-        return AccessRecord(route, method, status, size, latency, labels)
+        if extra is not None:
+            labels = extra(obj, labels)
+        upstream = None
+        if k_upstream:
+            upstream = _json_upstream(_lookup(obj, k_upstream), upstream_scale)
+        return AccessRecord(route, method, status, size, latency, labels, upstream)
 
+    setattr(parse_json, "has_upstream", bool(upstream_key))  # noqa: B010 (read by the aggregator)
+    setattr(parse_json, "label_cap", cap)  # noqa: B010 (merged counts go through the same cap)
     return parse_json
 
 
-parse_json = make_json_parser()
+def _json_upstream(value: Any, scale: float) -> float | None:
+    """A JSON upstream time: a number, or nginx's text (`"0.004, 0.012 : 0.001"`, `"-"`); absent is None."""
+    if value is _MISSING or value is None:
+        return None
+    if isinstance(value, str):
+        return parse_upstream_ms(value.encode("utf-8", "replace"), scale)
+    return parse_latency_ms(_number(value, "latency", "upstream"), scale)
 
-#: Parsers by format name with default options (`make_parser` applies a file's options).
-PARSERS: dict[str, Parser] = {"tsv": parse_tsv, "combined": parse_combined, "json": parse_json}
 
+def _json_labels(label_keys: Mapping[str, str], max_values: int) -> tuple[
+        Callable[[dict[str, Any], tuple[tuple[str, str], ...]], tuple[tuple[str, str], ...]] | None, LabelCap]:
+    """The step that adds `label_fields` labels to a parsed object's labels (None when there are none),
+    and the cap it admits values through.
 
-def make_parser(file_config: FileOptions) -> Parser:
-    """The parser of one followed file: its format with its options (latency unit, json fields).
-
-    `tsv` is always `parse_tsv` itself, so the aggregator keeps its TSV fast path. Each call builds
-    a new parser, so per-file state (the json `service` cap) is never shared between files.
+    A missing or null key is the value `-`, a number its text; anything else is malformed
+    (`fields`), as the `service` value is. Values are capped per label (`__other__` past the cap).
     """
-    fmt = file_config.format
-    if fmt == "tsv":
-        if file_config.latency_unit not in (None, "milliseconds") or file_config.fields:
-            raise ValueError("tsv: latency is in milliseconds and fields cannot be mapped")
-        return parse_tsv
-    if fmt == "combined":
-        if file_config.fields:
-            raise ValueError("combined: fields apply to the json format only")
-        return make_combined_parser(file_config.latency_unit)
-    if fmt == "json":
-        return make_json_parser(file_config.fields, file_config.latency_unit)
-    raise ValueError(f"unknown format {fmt!r} (known: {', '.join(PARSERS)})")
+    if not label_keys:
+        return None, LabelCap(max_values)
+    keys = [(name, (label_keys[name],)) for name in sorted(label_keys)]
+    cap = LabelCap(max_values, frozenset(label_keys))
+
+    def add(obj: dict[str, Any], labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        out = list(labels)
+        for name, key in keys:
+            value = _lookup(obj, key)
+            if value is _MISSING or value is None:
+                value = "-"
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)
+            out.append((name, cap.admit(name, _text(value, "fields", name))))
+        return tuple(out)
+
+    return add, cap
+
+
+parse_json = make_json_parser()

@@ -10,7 +10,9 @@ class AccessRecord:
 
     `latency_ms` is None when the line carries no latency. Milliseconds are the internal unit
     because the default TSV format carries them; the exporter converts to seconds.
-    `labels` holds per-line label values some formats carry (the JSON format's `service`).
+    `labels` holds per-line label values some formats carry (the JSON format's `service`, the fields
+    named by a file's `label_fields`). `upstream_ms` is the sum of the upstream times of a format that
+    has them (nginx's `$upstream_response_time`), None when the line has none (`-`: no upstream asked).
     """
 
     route: str
@@ -19,3 +21,4 @@ class AccessRecord:
     bytes: int
     latency_ms: float | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    upstream_ms: float | None = None

@@ -7,11 +7,13 @@ alerts depend on them; see DESIGN.md): renaming one here is a breaking change.
 """
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice
 
 from logtaild.count import slots as layout
+from logtaild.count.labelcap import OVERFLOW_VALUE
 from logtaild.count.routes import OVERFLOW_METHOD, OVERFLOW_ROUTE
 from logtaild.count.slots import Slot
 from logtaild.export.exposition import HISTOGRAM, Family, Group, HistogramValue, LabelText, Number, Scrape
@@ -70,17 +72,28 @@ def _requests(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
     _merge(out.family("logtaild_http_response_bytes", "counter", "Response bytes seen in the access log.").values,
            labels, layout.byte_counts(slots))
     # the histogram is per (route, method, extra): the slots of its statuses added up
-    timed: dict[LabelText, tuple[Group, list[Slot]]] = {}
-    for (_labels, group), slot, has_latency in zip(entries, slots, layout.timed(slots)):
-        if has_latency:  # a slot with no latency at all has no histogram
-            have = timed.get(group.key)
-            if have is None:
-                timed[group.key] = (group, [slot])
-            else:
-                have[1].append(slot)
+    buckets = len(file.bounds_s) + 1  # the request part's width: slots may have an upstream part after it
+    timed = _by_group(entries, slots, layout.timed(slots, buckets))
     if timed:
         _histograms(out, file, timed.values())
+    upstream = _by_group(entries, slots, layout.upstream_timed(slots, file.bounds_s))
+    if upstream:
+        _upstream_histograms(out, file, upstream.values())
     _objectives(out, file, scrape)
+
+
+def _by_group(entries: Sequence[tuple[LabelText, Group]], slots: Sequence[Slot],
+              keep: Sequence[bool]) -> dict[LabelText, tuple[Group, list[Slot]]]:
+    """The slots to keep (those with an observation), by histogram series."""
+    out: dict[LabelText, tuple[Group, list[Slot]]] = {}
+    for (_labels, group), slot, kept in zip(entries, slots, keep):
+        if kept:  # a slot without any observation has no histogram
+            have = out.get(group.key)
+            if have is None:
+                out[group.key] = (group, [slot])
+            else:
+                have[1].append(slot)
+    return out
 
 
 def _histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group, list[Slot]]]) -> None:
@@ -91,7 +104,7 @@ def _histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group,
     les = (*map(float_to_go, bounds), "+Inf")
     fast_at: dict[float, int] = {}  # latency threshold -> buckets at or below it
     for group, slots in timed:
-        latency_ms, buckets = layout.latency_totals(slots)
+        latency_ms, buckets = layout.latency_totals(slots, len(les))
         width = min(len(les), len(buckets))  # a slot as wide as the bounds (always, but never misreport)
         counts = list(accumulate(islice(buckets, width)))
         family.add_histogram(HistogramValue(group, les if width == len(les) else les[:width], counts,
@@ -103,6 +116,36 @@ def _histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group,
             fast = fast_at[threshold] = bisect_right(bounds, threshold)
         fast = min(fast, width)
         slow[group.key] = slow.get(group.key, 0) + (counts[-1] - (counts[fast - 1] if fast else 0))
+
+
+UPSTREAM_HISTOGRAM = "logtaild_http_upstream_duration_seconds"
+_HEAD = f"{HISTOGRAM}_bucket{{".encode()
+_UPSTREAM_HEAD = f"{UPSTREAM_HISTOGRAM}_bucket{{".encode()
+
+
+def _upstream_histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group, list[Slot]]]) -> None:
+    """Upstream times (the sum of a request's upstream tries), with the request histogram's buckets."""
+    family = out.family(UPSTREAM_HISTOGRAM, "histogram",
+                        "Upstream response time from the access log (the sum of the upstreams tried).")
+    les = (*map(float_to_go, file.bounds_s), "+Inf")
+    for group, slots in timed:
+        upstream_ms, buckets = layout.upstream_totals(slots, file.bounds_s)
+        # the series' label string is the request histogram's; only the sample name differs
+        named = dataclasses.replace(group, bucket_head=_UPSTREAM_HEAD + group.bucket_head[len(_HEAD):])
+        family.add_histogram(HistogramValue(named, les, list(accumulate(buckets)), upstream_ms / 1000.0))
+
+
+def _label_overflow(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
+    """Requests whose value of a `label_fields` label was counted as __other__ (past the label's cap)."""
+    over = dict.fromkeys(file.label_fields, 0)
+    for (_route, _method, _status, extra), slot in file.slots:
+        for name, value in extra:
+            if value == OVERFLOW_VALUE and name in over:
+                over[name] += layout.count(slot)
+    for name, requests in over.items():
+        out.add("logtaild_label_overflow", "counter",
+                "Requests counted under __other__ because a label's cap of values was hit.",
+                scrape.labels({"file": file.path, "label": name}), requests)
 
 
 def _objectives(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
@@ -143,6 +186,7 @@ def _file_metrics(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
     ]
     for name, doc, value in counters:
         out.add(name, "counter", doc, labels, value)
+    _label_overflow(out, file, scrape)
     for reason, value in file.malformed.items():
         out.add("logtaild_lines_malformed", "counter", "Lines no parser accepted, by reason.",
                 scrape.labels({**lab, "reason": reason}), value)

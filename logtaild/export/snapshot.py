@@ -72,6 +72,8 @@ class FileSnapshot:
     stats: FileStats
     routes: int
     objectives: dict[str, Objective] = field(default_factory=dict)
+    #: the labels taken from log fields (`label_fields`), whose overflow is exported per label
+    label_fields: tuple[str, ...] = ()
 
 
 @dataclass

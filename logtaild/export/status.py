@@ -68,15 +68,16 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
     sample = _Sample(t)
     for file in snap.files:
         sample.lines[file.path] = file.lines
+        buckets = len(file.bounds_s) + 1  # the request buckets (an upstream part may follow them)
         for (route, _method, status, _extra), slot in file.slots:
             acc = sample.routes.get((file.path, route))
             if acc is None:
-                acc = sample.routes[file.path, route] = [0, 0] + [0] * layout.bucket_width(slot)
+                acc = sample.routes[file.path, route] = [0, 0] + [0] * layout.bucket_width(slot, buckets)
             requests = layout.count(slot)
             acc[0] += requests
             if status.startswith("5"):
                 acc[1] += requests
-            for index, n in enumerate(layout.bucket_counts(slot), 2):
+            for index, n in enumerate(layout.bucket_counts(slot, buckets), 2):
                 acc[index] += n
     return sample
 

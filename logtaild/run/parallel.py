@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from logtaild.count.aggregate import Aggregator
+from logtaild.count.parsers import AutoParser
 from logtaild.count.slots import Slot, SlotKey
 from logtaild.tail.filestream import read_range
 
@@ -72,7 +73,8 @@ class RangeJob:
     """One byte range being counted in a child process."""
 
     def __init__(self, agg: Aggregator, fd: int, start: int, end: int, max_line: int) -> None:
-        fresh = Aggregator(copy.deepcopy(agg.limiter), agg.bounds_ms, agg.parser)
+        parser = agg.parser.quiet() if isinstance(agg.parser, AutoParser) else agg.parser
+        fresh = Aggregator(copy.deepcopy(agg.limiter), agg.bounds_ms, parser)
         context = multiprocessing.get_context("fork")  # the child needs no pickling of the parser
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_count, args=(fresh, fd, start, end, max_line, send),

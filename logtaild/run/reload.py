@@ -9,9 +9,10 @@ What a reload applies live, and what waits for a restart:
 
 * live: `files` (paths that stay keep their FileStream, position and counts; new paths are opened as
   at start-up: resumed from the state file, else from their end unless `from_start`; removed paths
-  are closed and forgotten, their series leave /metrics), a file's `format`/`fields`/`latency_unit`/
-  `labels`, `routes` (new rules and cap apply to lines read from now on; routes already counted
-  keep their series and count towards the cap), `slo` objectives and teams, `interval` (a reload
+  are closed and forgotten, their series leave /metrics), a file's `format`/`log_format`/`fields`/
+  `latency_unit`/`labels`/`label_fields`/upstream keys, `routes` (new rules and cap apply to lines
+  read from now on; routes already counted keep their series and count towards the cap), `slo`
+  objectives and teams, `interval` (a reload
   closes the current report window, its report is printed at once, the next window uses the new
   interval), `poll_interval`, `drain_grace`, `max_line`, `rescan_interval`, `from_start` (for paths
   added from now on);
@@ -34,7 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from logtaild.config import Config, FileConfig
-from logtaild.count.formats import make_parser
+from logtaild.count.parsers import make_parser
 
 #: settings a reload applies to the running daemon; every other field waits for a restart
 LIVE_FIELDS = frozenset({

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from logtaild import __version__
 from logtaild.config import Config, FileConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
-from logtaild.count.formats import make_parser
 from logtaild.count.labels import escape
+from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, format_report
 from logtaild.export.collector import build_registry
@@ -77,18 +77,44 @@ class Source:
     objectives: dict[str, Objective] = field(default_factory=dict)
     malformed_logged: int = 0
     job: RangeJob | None = None
+    #: checks the first lines against the file's format (says once if another format fits them)
+    advisor: FormatAdvisor | None = None
 
 
 def carry_over(new: Aggregator, old: Aggregator) -> Aggregator:
     """Move `old`'s counts into `new` (through `new`'s route cap), so a rebuilt aggregator loses none."""
     merge(new, RangeResult(old.slots, old.malformed, old.lines, 0))
     new.last_malformed = old.last_malformed
+    new.first_malformed = old.first_malformed
     return new
 
 
 def _paths(pattern: str) -> list[str]:
     """The paths a configured entry names now: its glob matches, or the path itself (even missing)."""
     return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+
+
+def _log_detected(path: str, name: str, good: int, seen: int) -> None:
+    """What format detection chose for a file without a configured format (said once per file)."""
+    if good:
+        log.info("%s: detected format %s from the first %d lines (%d parse)", path, name, seen, good)
+    else:
+        log.warning("%s: no known format parses the first %d lines; reading them as %s: set the file's "
+                    "format (nginx or apache with the server's log_format)", path, seen, name)
+
+
+def _summarize_malformed(source: Source) -> None:
+    """`--once`: one line on stderr when lines were malformed (by reason, and the first of them)."""
+    agg = source.agg
+    total = sum(agg.malformed.values())
+    if not total:
+        return
+    reasons = ", ".join(f"{reason}={n}" for reason, n in agg.malformed.items() if n)
+    name = source.advisor.format_name() if source.advisor else source.config.format
+    first = escape(agg.first_malformed.decode("utf-8", "replace"))
+    sys.stderr.write(f"logtaild: {escape(source.path)}: {total} of {agg.lines} lines malformed for format "
+                     f"{name} ({reasons}); first: {first}\n")
+    sys.stderr.flush()
 
 
 class Service:
@@ -174,7 +200,8 @@ class Service:
             path, from_start=from_start, max_line=self.config.max_line,
             drain_grace=self.config.drain_grace, clock=self.clock, resume=saved,
         )
-        self.sources[path] = Source(path, file_config, stream, self._make_aggregator(file_config))
+        agg = self._make_aggregator(file_config, path=path)
+        self.sources[path] = Source(path, file_config, stream, agg, advisor=FormatAdvisor(file_config, agg.parser))
 
     def _remove(self, path: str) -> None:
         source = self.sources.pop(path)
@@ -183,17 +210,18 @@ class Service:
         source.stream.close()
         self._state.positions.pop(path, None)
 
-    def _make_aggregator(self, file_config: FileConfig, config: Config | None = None) -> Aggregator:
+    def _make_aggregator(self, file_config: FileConfig, config: Config | None = None, path: str = "") -> Aggregator:
         """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
         routes = (config or self.config).routes
         limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin,
                                max_length=routes.max_length, max_series=routes.max_series)
-        parser = make_parser(file_config)
+        parser = make_parser(file_config, on_detect=lambda name, good, seen: _log_detected(
+            path or file_config.path, name, good, seen))
         return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser)
 
     def apply_reload(self, plan: ReloadPlan) -> None:
         """Apply a plan from `reload.plan_reload` (which says what changes) between two batches."""
-        fresh = {path: self._make_aggregator(file_config, plan.config)
+        fresh = {path: self._make_aggregator(file_config, plan.config, path)
                  for path, file_config in plan.rebuilt.items()}
         with self.lock:
             for path in plan.removed:
@@ -203,6 +231,7 @@ class Service:
             for path, agg in fresh.items():
                 source = self.sources[path]
                 source.agg = carry_over(agg, source.agg)  # a new parser or route rules, the same counts
+                source.advisor = FormatAdvisor(source.config, agg.parser)
             for source in self.sources.values():
                 source.objectives.clear()
                 source.stream.max_line = plan.config.max_line
@@ -247,6 +276,9 @@ class Service:
         window = Window(self.clock())
         self.read_to_end()
         self.write_report(*window.close(self.totals(), self.clock()))
+        for source in self.sources.values():
+            self._advise(source, source.advisor.finish(final=True) if source.advisor else None)
+            _summarize_malformed(source)
         self.checkpoint(force=True)
         self.close()
         return 0
@@ -321,6 +353,8 @@ class Service:
                 found = True
                 with self.lock:
                     source.agg.feed(batch)
+                if source.advisor is not None:
+                    self._advise(source, source.advisor.feed(batch))
                 self._tick()
                 if due is not None and due():
                     return True
@@ -404,13 +438,21 @@ class Service:
         self._state = State(positions, self._state.extra)
         self.checkpointer.save(self._state, time.time(), force=force)
 
+    def _advise(self, source: Source, advice: str | None) -> None:
+        """Log the format advisor's verdict (it gives one at most once per file)."""
+        if advice:
+            log.warning("%s: %s", source.path, advice)
+
     def _log_malformed(self) -> None:
         for source in self.sources.values():
             total = sum(source.agg.malformed.values())
+            if total and source.advisor is not None:
+                self._advise(source, source.advisor.finish())
             if total > source.malformed_logged:
                 reasons = ", ".join(f"{k}={v}" for k, v in source.agg.malformed.items() if v)
-                log.warning("%s: %d malformed lines in the last %.0fs (totals: %s); last: %s",
-                            source.path, total - source.malformed_logged, MALFORMED_LOG_EVERY, reasons,
+                log.warning("%s: %d malformed lines in the last %.0fs for format %s (totals: %s); last: %s",
+                            source.path, total - source.malformed_logged, MALFORMED_LOG_EVERY,
+                            source.advisor.format_name() if source.advisor else source.config.format, reasons,
                             escape(source.agg.last_malformed.decode("utf-8", "replace")))
                 source.malformed_logged = total
 
@@ -438,6 +480,7 @@ class Service:
                     source.path, dict(source.config.labels), slots, list(self._bounds_s),
                     source.agg.lines, dict(source.agg.malformed), stats, source.agg.limiter.distinct,
                     {key[0]: self._objective(source, key[0]) for key, _slot in slots},
+                    tuple(sorted(source.config.label_fields)),
                 ))
         ck = self.checkpointer
         return Snapshot(files, __version__, ck.writes if ck else 0, ck.failures if ck else 0,

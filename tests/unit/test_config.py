@@ -59,7 +59,8 @@ def test_full_config_maps_onto_the_dataclasses() -> None:
 @pytest.mark.parametrize(("data", "message"), [
     # unknown keys, top level and nested
     ({"intervall": 5}, "intervall: unknown key (known: "),
-    ({"files": [{"path": "a", "fromat": "tsv"}]}, "files[0].fromat: unknown key (known: fields, format, labels, "),
+    ({"files": [{"path": "a", "fromat": "tsv"}]},
+     "files[0].fromat: unknown key (known: fields, format, label_fields, "),
     ({"files": [{"path": "a"}, {"path": "b", "x": 1}]}, "files[1].x: unknown key"),
     ({"routes": {"rules": [{"match": "a", "replace": "b", "flags": "i"}]}}, "routes.rules[0].flags: unknown key"),
     ({"histogram": {"exponential": {"start": 1, "count": 2, "factr": 2}}}, "histogram.exponential.factr: unknown key"),
@@ -116,7 +117,8 @@ def test_full_config_maps_onto_the_dataclasses() -> None:
     ({"max_line": 10}, "max_line: must be at least 256, got 10"),
     ({"routes": {"max": 0}}, "routes.max: must be at least 1, got 0"),
     ({"files": [{"path": ""}]}, "files[0].path: must not be empty"),
-    ({"files": [{"path": "a", "format": "csv"}]}, "files[0].format: must be one of tsv, combined, json, got 'csv'"),
+    ({"files": [{"path": "a", "format": "csv"}]},
+     "files[0].format: must be one of auto, tsv, combined, json, nginx, apache, got 'csv'"),
     ({"files": [{"path": "a", "labels": {"route": "x"}}]}, "files[0].labels.route: not a usable Prometheus label"),
     ({"files": [{"path": "a", "labels": {"9x": "x"}}]}, "files[0].labels.9x: not a usable Prometheus label"),
     # not a mapping at all
@@ -236,8 +238,9 @@ def test_to_dict_round_trips() -> None:
     config = conf({"files": [{"path": "a", "labels": {"x": "y"}}], "slo": [{"route": "/"}],
                    "histogram": {"buckets": [0.1, 1.0]}})
     data = to_dict(config)
-    assert data["files"] == [{"path": "a", "format": "tsv", "labels": {"x": "y"}, "latency_unit": None,
-                              "fields": {}}]
+    assert data["files"] == [{"path": "a", "format": "auto", "labels": {"x": "y"}, "latency_unit": None,
+                              "fields": {}, "log_format": None, "label_fields": {}, "label_values_max": 100,
+                              "upstream_field": None, "upstream_unit": "seconds"}]
     assert data["histogram"] == {"buckets": [0.1, 1.0], "exponential": None, "linear": None}
     assert conf(data) == config
 

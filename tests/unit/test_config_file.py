@@ -28,7 +28,7 @@ from logtaild.config import (
     load,
     to_dict,
 )
-from logtaild.count.formats import make_parser
+from logtaild.count.parsers import make_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "config.example.yaml"
@@ -54,6 +54,14 @@ files:
     latency_unit: microseconds
     fields: {path: url.path, request: req, method: verb, status: code, bytes: size, latency: took,
              service: svc}
+  - path: /var/log/nginx/api.log
+    format: nginx
+    log_format: '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time
+      "$upstream_response_time" $host'
+    label_fields: {vhost: $host}
+    label_values_max: 20
+    upstream_field: $upstream_response_time
+    upstream_unit: seconds
 routes:
   max: 50
   builtin: false
@@ -86,6 +94,10 @@ def test_every_key(tmp_path: Path) -> None:
             FileConfig("/var/log/app.jsonl", "json", {}, "microseconds",
                        {"path": "url.path", "request": "req", "method": "verb", "status": "code", "bytes": "size",
                         "latency": "took", "service": "svc"}),
+            FileConfig("/var/log/nginx/api.log", "nginx",
+                       log_format='$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time '
+                       '"$upstream_response_time" $host', label_fields={"vhost": "$host"},
+                       label_values_max=20, upstream_field="$upstream_response_time"),
         ),
         routes=RoutesConfig(50, False, (RuleConfig("^/static/", "/static/*"), RuleConfig(r"^/u/(\w+)$", "/u/:name")),
                             max_length=128, max_series=5000),
@@ -145,7 +157,7 @@ def test_empty_file_is_the_defaults(tmp_path: Path) -> None:
 
 def test_defaults_of_a_file_entry(tmp_path: Path) -> None:
     config = load(str(write(tmp_path, "files:\n  - path: a.log\n")))
-    assert config.files == (FileConfig("a.log", "tsv", {}, None, {}),)
+    assert config.files == (FileConfig("a.log", "auto", {}, None, {}),)
 
 
 def test_label_and_team_values_may_be_numbers(tmp_path: Path) -> None:
@@ -158,16 +170,17 @@ def test_label_and_team_values_may_be_numbers(tmp_path: Path) -> None:
 ERRORS = [
     # (yaml, the whole message, or its start up to "...")
     ("fromat: tsv", "fromat: unknown key (known: ..."),
-    ("files: [{path: a, fromat: tsv}]", "files[0].fromat: unknown key (known: fields, format, labels, ..."),
+    ("files: [{path: a, fromat: tsv}]", "files[0].fromat: unknown key (known: fields, format, label_fields, ..."),
     ("files: [{format: tsv}]", "files[0].path: required"),
     ("files: [{path: ''}]", "files[0].path: must not be empty"),
     ("files: [{path: a}, {path: b}, {path: a}]", "files[2].path: 'a' is already files[0].path"),
     ("files: a.log", "files: expected a list, got str"),
     ("files: [a.log]", "files[0]: expected a mapping, got str"),
-    ("files: [{path: a, format: xml}]", "files[0].format: must be one of tsv, combined, json, got 'xml'"),
+    ("files: [{path: a, format: xml}]",
+     "files[0].format: must be one of auto, tsv, combined, json, nginx, apache, got 'xml'"),
     ("files: [{path: a, format: combined, latency_unit: hours}]",
      "files[0].latency_unit: must be seconds, milliseconds or microseconds"),
-    ("files: [{path: a, latency_unit: seconds}]",
+    ("files: [{path: a, format: tsv, latency_unit: seconds}]",
      "files[0].latency_unit: the tsv format's latency is always in milliseconds"),
     ("files: [{path: a, format: combined, fields: {status: code}}]",
      "files[0].fields: only the json format maps fields"),

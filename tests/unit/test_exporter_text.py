@@ -94,9 +94,28 @@ def overflow() -> Snapshot:
     return snapshot(file_snapshot("/a.tsv", {}, slots), file_snapshot("/b.tsv", {}, slots))
 
 
+def upstream() -> Snapshot:
+    """Slots with the upstream part (an nginx format with $upstream_response_time) and label fields,
+    one of them past its cap."""
+    def up(count: int, lat_ms: float, buckets: tuple[int, ...], up_ms: float, up_buckets: tuple[int, ...]
+           ) -> layout.Slot:
+        width = len(BOUNDS_S) + 1
+        return [*slot(count, 10 * count, lat_ms, buckets), up_ms, *up_buckets, *[0] * (width - len(up_buckets))]
+
+    vhost = (("version", "1.4.2"), ("vhost", "shop.example"))
+    slots = [(("/", "GET", "200", vhost), up(3, 30.0, (1, 1, 1), 12.5, (2, 1))),
+             (("/", "GET", "502", vhost), up(2, 900.0, (0, 0, 0, 1, 1), 0.0, ())),  # no upstream asked
+             (("/api", "POST", "200", (("version", "__other__"), ("vhost", "__other__"))),
+              up(4, 40.0, (4,), 4000.0, (0, 0, 0, 0, 2, 2)))]
+    files = [file_snapshot("/var/log/nginx/access.log", {"service": "shop"}, slots)]
+    files[0].label_fields = ("version", "vhost")
+    return snapshot(*files, file_snapshot("/a.tsv", {}, [(("/", "GET", "200", ()), slot(1, 1, 1.0, (1,)))]))
+
+
 CASES = {"hostile": hostile, "several_files": several_files, "overflow_bytes": overflow_bytes,
-         "overflow": overflow, "empty": lambda: snapshot()}
-REFERENCE_CASES = [case for case in CASES if case != "overflow"]
+         "overflow": overflow, "empty": lambda: snapshot(), "upstream": upstream}
+#: the reference (the exporter before the fast path) knows no upstream histogram
+REFERENCE_CASES = [case for case in CASES if case not in ("overflow", "upstream")]
 
 
 def _text(collector: LogtaildCollector, openmetrics: bool = False) -> bytes:

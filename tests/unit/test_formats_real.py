@@ -19,16 +19,13 @@ from logtaild.count.formats import (
     JSON_FIELDS,
     MAX_SERVICES,
     NO_REQUEST,
-    PARSERS,
     ParseError,
-    make_combined_parser,
     make_json_parser,
-    make_parser,
-    parse_combined,
     parse_json,
     parse_tsv,
     unescape_logged,
 )
+from logtaild.count.parsers import FORMATS, PARSERS, make_combined_parser, make_parser, parse_combined
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import RouteLimiter
 
@@ -79,6 +76,10 @@ COMBINED_OK = [
     ("common log format (no referer, agent)", combined(b"GET /c HTTP/1.0", tail=b""), rec("/c")),
     ("extra trailing quoted field", combined(b"GET / HTTP/1.1", tail=b' "-" "ua" "1.2.3.4"'), rec("/")),
     ("absolute URI (proxy)", combined(b"GET http://example.com/p?q=1 HTTP/1.1"), rec("/p")),
+    ("CONNECT authority form", combined(b"CONNECT example.com:443 HTTP/1.1", b"200"), rec("__connect__",
+     method="CONNECT")),
+    ("CONNECT IPv6 authority", combined(b"CONNECT [2001:db8::1]:443 HTTP/1.1", b"200"), rec("__connect__",
+     method="CONNECT")),
     ("unknown method is OTHER", combined(b"BREW /pot HTTP/1.1", b"418"), rec("/pot", "418", method="OTHER")),
     ("nginx 499", combined(b"POST /slow HTTP/1.1", b"499", b"0"), rec("/slow", "499", 0, "POST")),
     ("CRLF line end", combined(b"GET / HTTP/1.1") + b"\r", rec("/")),
@@ -120,9 +121,11 @@ COMBINED_BAD = [
     ("request one word", combined(b"GET"), "request"),
     ("request relative target", combined(b"GET index.html HTTP/1.1"), "request"),
     ("request with a space in the URL", combined(b"GET /a b HTTP/1.1"), "request"),
-    # one word: not a request line
-    ("TLS handshake on the HTTP port", combined(rb"\x16\x03\x01\x00\xF1\x01\x00", b"400", b"157"), "request"),
-    ("CONNECT authority form", combined(b"CONNECT example.com:443 HTTP/1.1", b"400"), "request"),
+    # one word, and not UTF-8: the reason is encoding, whatever the spaces
+    ("TLS handshake on the HTTP port", combined(rb"\x16\x03\x01\x00\xF1\x01\x00", b"400", b"157"), "encoding"),
+    ("TLS handshake with a space", combined(rb"\x16\x03\x01 \xF1\x01\x00", b"400", b"157"), "encoding"),
+    ("binary with two spaces", combined(rb"\x16\x03 \x01\xF1 \x01", b"400", b"157"), "encoding"),
+    ("one word, valid UTF-8", combined(b"hello", b"400", b"157"), "request"),
     ("escaped invalid UTF-8 in path", combined(rb"GET /\xFF HTTP/1.1", b"404"), "encoding"),
     ("raw invalid UTF-8 in path", combined(b"GET /\xff HTTP/1.1", b"404"), "encoding"),
 ]
@@ -373,10 +376,10 @@ def test_json_unknown_field_name() -> None:
 # ---- make_parser and the registry -----------------------------------------------------------------
 
 def test_make_parser_keeps_the_tsv_fast_path() -> None:
-    assert make_parser(FileConfig("x")) is parse_tsv
-    assert make_parser(FileConfig("x", latency_unit="milliseconds")) is parse_tsv
+    assert make_parser(FileConfig("x", format="tsv")) is parse_tsv
+    assert make_parser(FileConfig("x", format="tsv", latency_unit="milliseconds")) is parse_tsv
     assert PARSERS["tsv"] is parse_tsv
-    assert Aggregator(RouteLimiter(), [1.0], make_parser(FileConfig("x")))._fast
+    assert Aggregator(RouteLimiter(), [1.0], make_parser(FileConfig("x", format="tsv")))._fast
     assert not Aggregator(RouteLimiter(), [1.0], make_parser(FileConfig("x", format="combined")))._fast
 
 
@@ -391,10 +394,19 @@ def test_make_parser_applies_the_file_options() -> None:
     assert make_parser(FileConfig("x", format="json")) is not make_parser(FileConfig("x", format="json"))
 
 
+def options(**given: object) -> SimpleNamespace:
+    """Parser options as FileConfig has them, without its checks."""
+    return SimpleNamespace(**{"format": "auto", "latency_unit": None, "fields": {}, "log_format": None,
+                              "label_fields": {}, "label_values_max": 100, "upstream_field": None,
+                              "upstream_unit": "seconds", **given})
+
+
 @pytest.mark.parametrize(("options", "message"), [
-    (SimpleNamespace(format="xml", latency_unit=None, fields={}), "unknown format"),
-    (SimpleNamespace(format="tsv", latency_unit="seconds", fields={}), "tsv"),
-    (SimpleNamespace(format="combined", latency_unit=None, fields={"route": "r"}), "json format only"),
+    (options(format="xml"), "unknown format"),
+    (options(format="tsv", latency_unit="seconds"), "tsv"),
+    (options(format="combined", fields={"route": "r"}), "json format only"),
+    (options(format="nginx"), "log_format is required"),
+    (options(format="tsv", label_fields={"v": "x"}), "tsv"),
 ])
 def test_make_parser_rejects_what_the_config_rejects(options: SimpleNamespace, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -404,4 +416,5 @@ def test_make_parser_rejects_what_the_config_rejects(options: SimpleNamespace, m
 def test_config_and_formats_agree_on_the_json_field_names() -> None:
     """config.py is a leaf (imports no sibling), so it keeps its own copy of the names."""
     assert sorted(config_module.JSON_FIELDS) == sorted(JSON_FIELDS)
-    assert set(config_module.FORMATS) == set(PARSERS)
+    assert set(config_module.FORMATS) == set(FORMATS)
+    assert set(PARSERS) <= set(FORMATS)

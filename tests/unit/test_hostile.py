@@ -1,6 +1,6 @@
 """Hostile input: every line in an access log was typed by a stranger.
 
-Property tests (hypothesis) of every parser in `formats.PARSERS`, of `FileStream` and of
+Property tests (hypothesis) of every parser in `parsers.PARSERS`, of `FileStream` and of
 `Aggregator.feed`: no exception but ParseError escapes a parser and none at all escapes the others;
 memory stays bounded (tracemalloc) whatever the line lengths; good lines after bad ones are still
 counted; the terminal report escapes control characters; the exposition is valid UTF-8 and holds
@@ -21,8 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from logtaild.count import slots
 from logtaild.count.aggregate import Aggregator
-from logtaild.count.formats import PARSERS, REASONS, ParseError
+from logtaild.count.formats import REASONS, ParseError
 from logtaild.count.labels import escape, printable
+from logtaild.count.parsers import PARSERS
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import format_report
