@@ -149,7 +149,7 @@ def _ticks(axis: Axis) -> str:
         x = axis.x(t)
         out.append(f'<line class="grid" x1="{x}" y1="{Y0}" x2="{x}" y2="{Y1 + 3}"/>')
         if X0 + 55 < x < X1 - 55:  # clear of the start and end labels
-            out.append(f'<text class="m" x="{x}" y="{Y1 + 12}">{_clock(t, "%H:%M")}</text>')
+            out.append(f'<text class="m" x="{x}" y="{Y1 + 12}">{_clock(t, fmt)}</text>')
         t += step
     return "".join(out)
 
