@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -98,26 +99,31 @@ def _reduce(snap: Snapshot) -> _Totals:
         totals.bounds[file.path] = list(file.bounds_s)
         totals.lines[file.path] = file.lines
         totals.lag[file.path] = file.stats.lag
+        groups: dict[str, list[layout.Slot]] = {}
         for (route, _method, status, _extra), slot in file.slots:
             key = (file.path, route)
             acc = totals.routes.get(key)
             if acc is None:
-                acc = totals.routes[key] = [0.0] * (6 + layout.bucket_width(slot))
+                acc = totals.routes[key] = [0.0] * 6
                 totals.objectives[key] = file.objectives.get(route, Objective())
+                groups[route] = []
             index = classes.get(status)
             if index is None:
                 index = classes[status] = _class_index(status)
             acc[index] += layout.count(slot)
             acc[5] += layout.byte_count(slot)
-            acc[6:] = map(sum, zip(acc[6:], layout.bucket_counts(slot)))
+            groups[route].append(slot)
+        for route, group in groups.items():  # the buckets column by column, one call per route
+            totals.routes[file.path, route] += layout.latency_totals(group)[1]
     return totals
 
 
 def _delta(now: list[float], before: list[float] | None) -> list[float]:
     """now - before; all of `now` for a new route or one whose counters started over."""
-    if before is None or len(before) != len(now) or any(b > n for b, n in zip(before, now)):
+    if before is None or len(before) != len(now):
         return list(now)
-    return [n - b for n, b in zip(now, before)]
+    delta = [n - b for n, b in zip(now, before)]
+    return list(now) if min(delta) < 0 else delta
 
 
 @dataclass
@@ -133,8 +139,7 @@ def _point(delta: list[float], bounds: list[float], objective: Objective) -> _Po
     buckets = [int(n) for n in delta[6:]]
     timed = sum(buckets)
     # the buckets above the threshold (bounds include every SLO threshold, so this is exact)
-    slow = sum(n for index, n in enumerate(buckets)
-               if index >= len(bounds) or bounds[index] > objective.latency_threshold_s + 1e-9)
+    slow = sum(buckets[bisect_right(bounds, objective.latency_threshold_s + 1e-9):]) if timed else 0
     counts = [int(n) for n in delta[:5]] + [timed, slow]
     return _Point(counts, delta[5], quantile(0.95, bounds, buckets) if timed else None)
 
@@ -155,7 +160,8 @@ class _RouteColumns:
             self.counts[base:base + len(COUNTS)] = array("I", bytes(4 * len(COUNTS)))
             self.size[index], self.p95[index] = 0.0, math.nan
             return
-        self.counts[base:base + len(COUNTS)] = array("I", (min(n, 0xFFFFFFFF) for n in point.counts))
+        counts = point.counts if max(point.counts) <= 0xFFFFFFFF else [min(n, 0xFFFFFFFF) for n in point.counts]
+        self.counts[base:base + len(COUNTS)] = array("I", counts)
         self.size[index] = point.size
         self.p95[index] = math.nan if point.p95 is None else point.p95
 
