@@ -17,6 +17,11 @@ the objective allows (5xx: `1 - availability`; slower than the latency threshold
 - red: burn rate above 2 on either: far out of objective.
 - grey: no requests in the window: nothing to judge.
 
+Below the tables, charts of the recent past (`?range=15m|1h|24h`): the points come from `history.History`,
+which the loop fills once per report window, and `charts.py` draws them as inline SVG; the page shows the
+first `TOP_ROUTES` routes (worst state first, then busiest) and sums the rest into one row, so its size
+stays bounded with any number of routes. `/status.json` carries the same series.
+
 Every value that came from the log (routes, paths, label values) is HTML-escaped, after the terminal
 escape (`window.escape`) makes control characters visible; the page has no script at all, and its
 Content-Security-Policy allows only its own nonce'd stylesheet (no script, no external anything).
@@ -37,7 +42,7 @@ from urllib.parse import parse_qs
 from logtaild.count import slots as layout
 from logtaild.count.window import escape, format_qps
 from logtaild.export import charts
-from logtaild.export.history import History, View, file_json, quantile, route_json
+from logtaild.export.history import FINE_SPAN, History, View, file_json, quantile, route_json
 from logtaild.export.snapshot import Objective, Snapshot
 
 WINDOW = 30.0
@@ -117,7 +122,8 @@ class StatusBoard:
                  stuck_after: float = 10.0, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, history: History | None = None) -> None:
         self._snapshot = snapshot
-        self.history = history  # the loop records into it; None: charts stay empty (no points)
+        self.history = history  # the loop records into it (see history.py)
+        self._history = history or History(FINE_SPAN)  # without one: two empty points' room, no charts
         self.window = window
         self.spacing = spacing
         self.stuck_after = stuck_after
@@ -216,7 +222,7 @@ class StatusBoard:
     def with_history(self, status: dict[str, Any], range_name: str, routes: list[dict[str, Any]]) -> View:
         """Add `range_name`'s history to `routes` (route dicts of `status`) and to every file, as JSON."""
         span = RANGES.get(range_name, RANGES[DEFAULT_RANGE])
-        history = self.history or History(1.0)
+        history = self._history
         view = history.view(span, status["time"], [(r["file"], r["route"]) for r in routes],
                             [f["path"] for f in status["files"]])
         for route in routes:
