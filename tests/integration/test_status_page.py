@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from html.parser import HTMLParser
@@ -26,7 +27,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.support.daemon import ROOT, Daemon, Simulator, wait_for
+from tests.support.daemon import ROOT, Daemon, Simulator, free_port, wait_for
 from tests.support.png import hex_rgb, pixels
 from tests.support.tools import require_tool
 
@@ -207,3 +208,31 @@ def check_painted(path: Path) -> None:
     assert shot.count_in(blog, C5XX) > 300                    # /blog's errors, and its 5xx ratio
     assert shot.count_in(library, P95) > 300                  # /library's p95, above its threshold
     assert shot.count_in(file, LINES) > 300                   # lines/s of the file
+
+
+def test_the_demo_itself_shows_its_errors_incident_as_a_step_within_two_windows() -> None:
+    """tools/demo.py as a user runs it: /blog's 5xx series in /status.json rises at the incident."""
+    the_demo = demo()
+    port = free_port()
+    started = time.time()  # the simulator starts after this: its incident no sooner than ERRORS_AT later
+    incident = started + the_demo.ERRORS_AT
+    run = subprocess.Popen([sys.executable, str(ROOT / "tools" / "demo.py"), "--duration",
+                            str(the_demo.ERRORS_AT + 10), "--port", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def blog() -> dict | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=5) as resp:
+                    routes = {r["route"]: r for r in json.loads(resp.read())["routes"]}
+            except OSError:
+                return None
+            route = routes.get("/blog")
+            done = route is not None and route["history"]["t"] and route["history"]["t"][-1] >= incident + 4
+            return route if done else None
+
+        route = wait_for(blog, the_demo.ERRORS_AT + 9, "the demo's history past its errors incident")
+        before, after = history_step(route, incident, 2.0)
+        assert len(before) >= 5 and sum(before) / len(before) < 0.05 and max(before) < 0.2, before
+        assert after and after[0] > 0.2, (before, after)
+    finally:
+        assert run.wait(60) == 0
