@@ -346,3 +346,15 @@ def test_chart_helpers() -> None:
     assert len(cols) <= charts.MAX_COLUMNS and sorted(i for c in cols for i in c) == list(range(1000))
     assert charts.axis_for([], [], 0.0) is None
     assert charts.axis_for([600.0, 610.0], [10.0, 10.0], 0.0) == charts.Axis(590.0, 610.0)
+
+
+def test_a_route_whose_counters_start_over_counts_from_zero_and_nothing_goes_negative() -> None:
+    run = Run()
+    run.counts.add("/", "200", 100)
+    run.step()
+    run.counts.slots.clear()                                      # e.g. a reload rebuilt the counts
+    run.counts.add("/", "200", 7)
+    run.step()
+    view = run.history.view(3600, run.wall, [("access.log", "/")], ["access.log"])
+    assert view.routes["access.log", "/"].counts["2xx"] == [100, 7]
+    assert min(view.files["access.log"].lines) >= 0
