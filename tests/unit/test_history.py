@@ -358,3 +358,31 @@ def test_a_route_whose_counters_start_over_counts_from_zero_and_nothing_goes_neg
     view = run.history.view(3600, run.wall, [("access.log", "/")], ["access.log"])
     assert view.routes["access.log", "/"].counts["2xx"] == [100, 7]
     assert min(view.files["access.log"].lines) >= 0
+
+
+def test_two_files_each_route_is_charted_under_its_file_and_each_file_has_its_series() -> None:
+    history, wall = History(10.0), START
+    files = {"a.log": Counts(), "b.log": Counts()}
+    for step in range(5):
+        for n, counts in enumerate(files.values()):
+            counts.add("/", "200", 10 * (n + 1))
+            counts.add(f"/only-{n}", "404", step)
+        wall += 10
+        snaps = [counts.snapshot() for counts in files.values()]
+        for path, snap in zip(files, snaps):
+            snap.files[0].path = path
+        merged = snaps[0]
+        merged.files.append(snaps[1].files[0])
+        history.record(merged, wall, 10.0)
+    board = StatusBoard(lambda: merged, clock=FakeClock(1000.0), wall=lambda: wall, history=history)
+    data = json.loads(serve(board, "/status.json")[2])
+    routes = {(r["file"], r["route"]): r["history"] for r in data["routes"]}
+    assert routes["a.log", "/"]["2xx"] == [1.0] * 5 and routes["b.log", "/"]["2xx"] == [2.0] * 5
+    assert routes["b.log", "/only-1"]["4xx"] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    assert [f["history"]["lines_per_s"] for f in data["files"]] == [[1.0, 1.1, 1.2, 1.3, 1.4],
+                                                                   [2.0, 2.1, 2.2, 2.3, 2.4]]
+    page = serve(board, "/")[2].decode()
+    assert page.count('a.log: <span class="name">') == 2 and page.count('b.log: <span class="name">') == 2
+    svg = Svg()
+    svg.feed(page)
+    assert svg.svgs == 4 * 3 + 2 * 2
