@@ -44,7 +44,7 @@ C2XX, C4XX, C5XX, P95, LINES = (hex_rgb(c) for c in ("#4e79a7", "#f28e2b", "#b81
 INCIDENT_AT = 20.0  # schedule seconds: the demo's errors incident; its latency one too (the demo: 50 s)
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1200,1500"]
+                  "--hide-scrollbars", "--window-size=1200,1760"]
 
 
 class Dom(HTMLParser):
