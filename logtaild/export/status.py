@@ -17,6 +17,11 @@ the objective allows (5xx: `1 - availability`; slower than the latency threshold
 - red: burn rate above 2 on either: far out of objective.
 - grey: no requests in the window: nothing to judge.
 
+Below the tables, charts of the recent past (`?range=15m|1h|24h`): the points come from `history.History`,
+which the loop fills once per report window, and `charts.py` draws them as inline SVG; the page shows the
+first `TOP_ROUTES` routes (worst state first, then busiest) and sums the rest into one row, so its size
+stays bounded with any number of routes. `/status.json` carries the same series.
+
 Every value that came from the log (routes, paths, label values) is HTML-escaped, after the terminal
 escape (`labels.printable`, the text /metrics shows) makes control characters visible; the page has no
 script at all, and its Content-Security-Policy allows only its own nonce'd stylesheet (no script, no
@@ -33,10 +38,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from logtaild.count import slots as layout
 from logtaild.count.labels import printable
 from logtaild.count.window import format_qps
+from logtaild.export import charts
+from logtaild.export.history import FINE_SPAN, History, View, file_json, quantile, route_json
 from logtaild.export.snapshot import Objective, Snapshot
 
 WINDOW = 30.0
@@ -54,6 +62,15 @@ LEGEND = {
 }
 
 RouteKey = tuple[str, str]  # (file path, route)
+__all__ = ["StatusBoard", "judge", "quantile", "csp", "render_html", "text"]
+
+#: the history's time ranges (`?range=`), in seconds; the page and the JSON default to an hour
+RANGES = {"15m": 900.0, "1h": 3600.0, "24h": 86400.0}
+DEFAULT_RANGE = "1h"
+#: routes the page shows (table row and charts), worst state first then busiest; the rest in one row
+TOP_ROUTES = 25
+#: routes whose history /status.json carries unless `?routes=all` (an hour of 1,000 routes is 17 MB)
+JSON_HISTORY_ROUTES = 100
 
 
 @dataclass
@@ -82,23 +99,6 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
     return sample
 
 
-def quantile(q: float, bounds: list[float], buckets: list[int]) -> float | None:
-    """Like PromQL histogram_quantile over per-bucket counts (the last bucket is +Inf)."""
-    total = sum(buckets)
-    if total <= 0:
-        return None
-    rank = q * total
-    seen = 0
-    for index, n in enumerate(buckets):
-        if seen + n >= rank and n > 0:
-            if index >= len(bounds):  # in the +Inf bucket: the highest finite bound, as Prometheus does
-                return bounds[-1] if bounds else None
-            lower = bounds[index - 1] if index else 0.0
-            return lower + (bounds[index] - lower) * (rank - seen) / n
-        seen += n
-    return bounds[-1] if bounds else None
-
-
 def judge(requests: int, error_ratio: float | None, slow_ratio: float | None, p95: float | None,
           objective: Objective) -> tuple[str, float | None]:
     """(state, burn rate) of a route over a window; see the module docstring for the colours."""
@@ -123,8 +123,10 @@ class StatusBoard:
 
     def __init__(self, snapshot: Callable[[], Snapshot], *, window: float = WINDOW, spacing: float = SPACING,
                  stuck_after: float = 10.0, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, history: History | None = None) -> None:
         self._snapshot = snapshot
+        self.history = history  # the loop records into it (see history.py)
+        self._history = history or History(FINE_SPAN)  # without one: two empty points' room, no charts
         self.window = window
         self.spacing = spacing
         self.stuck_after = stuck_after
@@ -221,28 +223,52 @@ class StatusBoard:
 
     # ---- views ------------------------------------------------------------------------------------
 
-    def json_body(self) -> bytes:
-        text = json.dumps(self.status(), indent=1, sort_keys=False, allow_nan=False)
+    def with_history(self, status: dict[str, Any], range_name: str, routes: list[dict[str, Any]]) -> View:
+        """Add `range_name`'s history to `routes` (route dicts of `status`) and to every file, as JSON."""
+        span = RANGES.get(range_name, RANGES[DEFAULT_RANGE])
+        history = self._history
+        view = history.view(span, status["time"], [(r["file"], r["route"]) for r in routes],
+                            [f["path"] for f in status["files"]])
+        for route in routes:
+            route["history"] = route_json(view.times, view.routes[route["file"], route["route"]],
+                                          _objective(route["objective"]))
+        for file in status["files"]:
+            file["history"] = file_json(view.times, view.files[file["path"]])
+        status["history"] = {"range": range_name, "range_seconds": span, "points": len(view.times.end),
+                             "step_seconds": history.interval if self.history else None}
+        return view
+
+    def json_body(self, range_name: str = DEFAULT_RANGE, every_route: bool = False) -> bytes:
+        status = self.status()
+        for route in status["routes"]:
+            route["history"] = None  # past JSON_HISTORY_ROUTES, without ?routes=all
+        self.with_history(status, range_name, status["routes"][:None if every_route else JSON_HISTORY_ROUTES])
+        # compact: a day of history for many routes is mostly numbers
+        text = json.dumps(status, separators=(",", ":"), allow_nan=False)
         # ASCII only, and nothing a browser sniffing it as HTML could take for markup
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").encode()
 
-    def html_body(self, nonce: str) -> bytes:
-        return render_html(self.status(), nonce).encode("utf-8")
+    def html_body(self, nonce: str, range_name: str = DEFAULT_RANGE) -> bytes:
+        status = self.status()
+        view = self.with_history(status, range_name, status["routes"][:TOP_ROUTES])
+        return render_html(status, nonce, view, range_name).encode("utf-8")
 
     def wrap(self, app: Callable[..., Any]) -> Callable[..., Any]:
         """WSGI middleware: `/` and `/status.json` here; everything else to `app` (sampling when due)."""
 
         def board(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             path = environ.get("PATH_INFO") or "/"
+            query = parse_qs(environ.get("QUERY_STRING") or "")
+            range_name = parse_range(query)
             if path == "/":
                 nonce = secrets.token_urlsafe(18)
-                body = self.html_body(nonce)
+                body = self.html_body(nonce, range_name)
                 start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                                           ("Content-Length", str(len(body))),
                                           ("Content-Security-Policy", csp(nonce)), *SECURITY_HEADERS])
                 return [body]
             if path == "/status.json":
-                body = self.json_body()
+                body = self.json_body(range_name, query.get("routes") == ["all"])
                 start_response("200 OK", [("Content-Type", "application/json"),
                                           ("Content-Length", str(len(body))), *SECURITY_HEADERS])
                 return [body]
@@ -263,6 +289,17 @@ def csp(nonce: str) -> str:
     """No script at all, no external anything; only the page's own stylesheet (by nonce)."""
     return (f"default-src 'none'; script-src 'none'; style-src 'nonce-{nonce}'; img-src 'none'; "
             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def parse_range(query: dict[str, list[str]]) -> str:
+    """`range=15m|1h|24h` from a parsed query string; anything else is the default (never an error)."""
+    values = query.get("range", [])
+    return values[0] if values and values[0] in RANGES else DEFAULT_RANGE
+
+
+def _objective(obj: dict[str, Any]) -> Objective:
+    """A route dict's "objective" back as an `Objective`."""
+    return Objective(obj["latency_threshold_seconds"], obj["latency_objective"], obj["availability"], obj["team"])
 
 
 def _rate(n: int, span: float) -> float:
@@ -312,14 +349,76 @@ def _row(cells: Iterable[str], attrs: str = "") -> str:
     return f"<tr{attrs}>" + "".join(cells) + "</tr>"
 
 
-def render_html(status: dict[str, Any], nonce: str) -> str:
-    """The page; every string from the log goes through `text()`."""
+def render_html(status: dict[str, Any], nonce: str, view: View | None = None,
+                range_name: str = DEFAULT_RANGE) -> str:
+    """The page; every string from the log goes through `text()`.
+
+    The routes table and the route charts show the first `TOP_ROUTES` routes (worst state first, then
+    busiest: a red route is never hidden behind busy green ones); the others are summed in one row.
+    """
     several = len(status["files"]) > 1
+    shown, rest = status["routes"][:TOP_ROUTES], status["routes"][TOP_ROUTES:]
     out = _head(status, nonce)
-    out += _routes_table(status["routes"], several)
+    out += _range_switch(range_name, status.get("history", {}).get("points", 0))
+    out += _routes_table(shown, several)
+    out += _rest_row(rest, several)
     out += _files_table(status["files"], status["time"])
+    out += history_html(status, shown, view, range_name)
     out += _legend(status["legend"])
     return "\n".join(out)
+
+
+# ---- the history charts ---------------------------------------------------------------------------
+
+def _range_switch(current: str, points: int) -> list[str]:
+    """Links to the other ranges (no script: the query string picks the range)."""
+    links = [f'<b aria-current="page">{name}</b>' if name == current else f'<a href="?range={name}">{name}</a>'
+             for name in RANGES]
+    return [f'<p class="meta" id="range">history: {" · ".join(links)} ({points} points; charts below '
+            "the tables)</p>"]
+
+
+def _rest_row(rest: list[dict[str, Any]], several: bool) -> list[str]:
+    """The routes past `TOP_ROUTES`, summed into one row: how many, in which states, their traffic."""
+    if not rest:
+        return []
+    states = {state: sum(1 for r in rest if r["state"] == state) for state in STATES}
+    requests = sum(r["requests"] for r in rest)
+    errors = sum(round((r["error_ratio"] or 0.0) * r["requests"]) for r in rest)
+    words = ", ".join(f"{n} {state}" for state, n in states.items() if n)
+    cells = [f'<td colspan="{3 if several else 2}" class="l">{len(rest)} more routes ({words})</td>',
+             f'<td class="qps">{format_qps(sum(r["qps"] for r in rest))}</td>',
+             f'<td class="errors">{errors / requests * 100:.2f}%</td>' if requests else '<td class="errors">–</td>',
+             '<td colspan="3"></td>', f'<td>{sum(r["requests_total"] for r in rest)}</td>']
+    return ['<table id="rest"><tbody>', _row(cells, ' class="rest"'), "</tbody></table>"]
+
+
+_KEY = ('<p class="meta">'
+        + "".join(f'<span class="key k{c}"></span>{c}' for c in ("2xx", "3xx", "4xx", "5xx"))
+        + '<span class="keyguide"></span>objective / threshold · a border in the state\'s colour</p>')
+
+
+def history_html(status: dict[str, Any], routes: list[dict[str, Any]], view: View | None,
+                 range_name: str) -> list[str]:
+    """Small multiples per route (req/s by class, 5xx ratio, p95) and per file (lines/s, lag)."""
+    out = [f"<h2>History ({range_name})</h2>"]
+    fr = charts.frame(view.times.end, view.times.seconds, status["time"] - RANGES[range_name]) if view else None
+    if view is None or fr is None:
+        return out + ['<p class="meta">No history yet: a point is added at the end of each report window.</p>']
+    out.append(_KEY)
+    for n, route in enumerate(routes):
+        series = view.routes[route["file"], route["route"]]
+        obj = route["objective"]
+        where = f'{text(route["file"])}: ' if len(status["files"]) > 1 else ""
+        out += [f'<div class="hist state-{route["state"]}"><p id="h{n}"><span class="badge">{route["state"]}</span> '
+                f'{where}<span class="name">{text(route["route"])}</span></p><div class="charts">',
+                charts.route_charts(fr, series.counts, series.p95, 1.0 - obj["availability"],
+                                    obj["latency_threshold_seconds"], f"h{n}"), "</div></div>"]
+    for n, file in enumerate(status["files"]):
+        fs = view.files[file["path"]]
+        out += [f'<div class="hist"><p id="f{n}"><span class="name">{text(file["path"])}</span></p>'
+                '<div class="charts">', charts.file_charts(fr, fs.lines, fs.lag, f"f{n}"), "</div></div>"]
+    return out
 
 
 def _head(status: dict[str, Any], nonce: str) -> list[str]:
@@ -332,7 +431,7 @@ def _head(status: dict[str, Any], nonce: str) -> list[str]:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="refresh" content="{REFRESH}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>logtaild status</title>", f'<style nonce="{html.escape(nonce)}">{_STYLE}</style>',
+        "<title>logtaild status</title>", f'<style nonce="{html.escape(nonce)}">{_STYLE}{charts.STYLE}</style>',
         "</head><body>", "<h1>logtaild status</h1>",
         f'<p class="meta">version {text(status["version"])} · rates over the last '
         f'{status["window_seconds"]:.1f}s · {tick} · refreshes every {REFRESH}s · '

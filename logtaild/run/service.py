@@ -32,6 +32,7 @@ from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, format_report
 from logtaild.export.collector import build_registry
+from logtaild.export.history import History
 from logtaild.export.server import make_app, serve
 from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.export.status import StatusBoard
@@ -145,6 +146,8 @@ class Service:
         self._window = Window(self._last_tick_mono)
         self._report_at = math.inf
         self._checkpoint_at = self._malformed_log_at = self._rescan_at = 0.0
+        #: the status page's charts: one point per report window, recorded by the loop (daemon mode only)
+        self.history: History | None = None
         self._parallel = usable_cores() > 1  # a backlog is split only when a second CPU can take half
         self.lifecycle = Lifecycle(self, reloader)  # sd_notify, SIGHUP reloads (run/lifecycle.py)
 
@@ -256,7 +259,8 @@ class Service:
         host, port = parse_listen(self.config.listen)
         registry = build_registry(self.snapshot)
         web = load_web_config(self.config.web_config) if self.config.web_config else None
-        app = StatusBoard(self.snapshot, stuck_after=self._stuck_after()).wrap(
+        self.history = History(self.config.interval)
+        app = StatusBoard(self.snapshot, stuck_after=self._stuck_after(), history=self.history).wrap(
             make_app(registry, {"/healthz": self._healthz}))
         self._install_signals()  # before /healthz answers: a SIGTERM right after it must stop us cleanly
         server = serve(protect(app, web), host, port, tls=web.context if web else None)
@@ -308,7 +312,19 @@ class Service:
 
     def _close_window(self) -> None:
         """Report the open window now (at exit, and before a reload changes files or grouping)."""
-        self.write_report(*self._window.close(self.totals(), self.clock()))
+        self._end_window(self.clock())
+
+    def _end_window(self, now: float) -> None:
+        """Report the window ending at `now`, and add it to the status page's history.
+
+        The history point is taken after the report, from a snapshot (copied under the lock as a scrape
+        copies it) and reduced outside the lock; nothing is counted between the two, since only this
+        thread feeds the aggregators, so the point holds exactly the report's counts.
+        """
+        counts, length = self._window.close(self.totals(), now)
+        self.write_report(counts, length)
+        if self.history is not None:
+            self.history.record(self.snapshot(), time.time(), length)
 
     def _report_due(self) -> bool:
         return self.clock() >= self._report_at
@@ -316,7 +332,7 @@ class Service:
     def _run_due(self, now: float) -> None:
         """The loop's periodic work: report, checkpoint, malformed-lines log, rescan of globs."""
         if now >= self._report_at:
-            self.write_report(*self._window.close(self.totals(), now))
+            self._end_window(now)
             # on time on average; after a stall, not a burst of reports of near-empty windows
             self._report_at = max(self._report_at + self.config.interval, now + self.config.interval / 2)
         if now >= self._checkpoint_at:

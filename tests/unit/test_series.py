@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from logtaild.config import Config, FileConfig, RoutesConfig
 from logtaild.count import slots as layout
 from logtaild.count.aggregate import Aggregator
-from logtaild.count.parsers import PARSERS, parse_combined
 from logtaild.count.labels import ESCAPED_CATEGORIES, MARKER, escape
+from logtaild.count.parsers import PARSERS, parse_combined
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_METHOD, OVERFLOW_ROUTE, RouteLimiter, overflow_key
 from logtaild.count.window import format_report
