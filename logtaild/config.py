@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import yaml
 
-from logtaild.regex import RegexError, Rule
+from logtaild.regex import FullMatch, RegexError, Rule
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -242,8 +242,8 @@ def _fraction(value: float, where: str) -> None:
 
 def _regex(pattern: str, where: str) -> None:
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        FullMatch(pattern)
+    except RegexError as exc:
         raise ConfigError(f"{where}: invalid regex: {exc}") from None
 
 

@@ -51,6 +51,7 @@ class _Compiled(Protocol):
     @property
     def groupindex(self) -> dict[str, int]: ...
     def search(self, text: str) -> _Match | None: ...
+    def fullmatch(self, text: str) -> _Match | None: ...
     def sub(self, replacement: object, text: str) -> str: ...
 
 
@@ -85,6 +86,20 @@ class Rule:
 
     def _expand(self, match: _Match) -> str:
         return "".join(piece if isinstance(piece, str) else match.group(piece) or "" for piece in self._pieces)
+
+
+class FullMatch:
+    """A pattern that must match a whole text (an SLO's `route`), compiled by RE2; RegexError if it cannot."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        try:
+            self._compiled: _Compiled = re2.compile(pattern, _OPTIONS)
+        except re2.error as exc:
+            raise RegexError(f"{_message(exc)} (RE2 syntax: no backreferences or lookarounds)") from None
+
+    def __call__(self, text: str) -> bool:
+        return self._compiled.fullmatch(text) is not None
 
 
 class RuleSet:

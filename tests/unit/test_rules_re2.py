@@ -128,3 +128,21 @@ def test_a_config_with_rules_re2_accepts_loads(tmp_path: Path) -> None:
     limiter = RouteLimiter(rules=[(r.match, r.replace) for r in config.routes.rules])
     assert limiter.normalize("/de/x") == "/de/x" and limiter.normalize("/Static/app.js") == "/static/app.js"
     assert config.files == (FileConfig("/var/log/a.tsv"),)
+
+
+def test_an_slo_route_pattern_is_matched_by_re2_in_linear_time(tmp_path: Path) -> None:
+    """SLO `route` patterns see routes from the log too (up to `routes.max_length` bytes): a pattern that
+    backtracks catastrophically in Python's re must still decide at once, and still match what it should."""
+    log = tmp_path / "access.log"
+    crafted = "/" + "a" * 200 + "!"
+    log.write_bytes(f"1.1.1.1\tGET {crafted}\t200\t5\n1.1.1.1\tGET /aaaa\t200\t5\n".encode())
+    config = check(build(Config, {"files": [{"path": str(log), "format": "tsv"}], "from_start": True,
+                          "routes": {"builtin": False},
+                          "slo": [{"route": r"/(a+)+", "latency_threshold": 0.25, "team": "as"}]}))
+    service = Service(config, once=True, out=open(tmp_path / "report", "w"))
+    start = time.perf_counter()
+    assert service.run() == 0
+    objectives = service.snapshot().files[0].objectives
+    assert time.perf_counter() - start < 5
+    assert objectives["/aaaa"].team == "as" and objectives["/aaaa"].latency_threshold_s == 0.25
+    assert objectives[crafted].team == ""  # no full match: the defaults
