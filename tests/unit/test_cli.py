@@ -2,7 +2,6 @@
 a `--once --from-start` pass, and a port in use."""
 from __future__ import annotations
 
-import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,19 +10,8 @@ import pytest
 import yaml
 
 from logtaild import __version__
-from logtaild.cli import main
 from logtaild.config import Config, FileConfig, to_dict
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """main(argv) -> (exit code, stdout, stderr); returning normally is exit 0, as for the console script."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.support.cli import run, signal_handlers_kept
 
 
 def assert_usage_error(code: int, out: str, err: str) -> str:
@@ -38,11 +26,8 @@ def assert_usage_error(code: int, out: str, err: str) -> str:
 
 @pytest.fixture(autouse=True)
 def keep_signal_handlers() -> Iterator[None]:
-    """The daemon path installs SIGTERM/SIGINT handlers; give pytest its own back."""
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+    with signal_handlers_kept():
+        yield
 
 
 @pytest.fixture

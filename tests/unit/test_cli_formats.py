@@ -8,7 +8,6 @@ import collections
 import json
 import logging
 import shutil
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from logtaild.cli import main
+from tests.support.cli import run, signal_handlers_kept
 from tests.unit.test_formats_production import APACHE, NGINX_MAIN, apache_lines, nginx_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -24,20 +23,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 @pytest.fixture(autouse=True)
 def keep_signal_handlers() -> Iterator[None]:
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
+    with signal_handlers_kept():
+        yield
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def counters(tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]

@@ -29,6 +29,7 @@ from logtaild.config import (
     to_dict,
 )
 from logtaild.count.parsers import make_parser
+from tests.support.cli import run
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "config.example.yaml"
@@ -288,11 +289,7 @@ def test_generators_from_yaml(tmp_path: Path) -> None:
 # ---- the command line -----------------------------------------------------------------------------
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        cli.main(list(argv))
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
+    return run(list(argv), capsys)
 
 
 def test_check_config_prints_the_effective_config_which_loads_back_the_same(
