@@ -164,7 +164,7 @@ class Pusher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"push {self.url}", daemon=True)
         self._failures = 0           # consecutive failed attempts (the backoff's exponent)
-        self._retry_at = 0.0
+        self.retry_at = 0.0          # the clock time before which a failed push is not sent again
         self._log_at = -LOG_EVERY    # when a failure may be logged again
         self._suppressed = 0
 
@@ -195,10 +195,10 @@ class Pusher:
             if now >= next_push:
                 self.push_now()
                 next_push = now + self.config.interval
-            if self._queue and self._clock() >= self._retry_at:
+            if self._queue and self._clock() >= self.retry_at:
                 self.send_queued(self.config.timeout)
                 continue  # the next queued push at once, unless this one failed (then retry_at waits)
-            due = min(next_push, self._retry_at) if self._queue else next_push
+            due = min(next_push, self.retry_at) if self._queue else next_push
             self._stop.wait(max(0.0, due - self._clock()))
         self._final_push()
 
@@ -254,14 +254,14 @@ class Pusher:
             log.info("remote_write %s: delivering again after %d failed attempt%s", self.url, self._failures,
                      "s" if self._failures != 1 else "")
         self._failures = 0
-        self._retry_at = 0.0
+        self.retry_at = 0.0
 
     def _failed(self, reason: str, retried: bool) -> None:
         with self._lock:
             self._counters.retries += retried
         self._failures += 1
         delay = self.backoff(self._failures)
-        self._retry_at = self._clock() + delay
+        self.retry_at = self._clock() + delay
         self._warn(f"push failed ({reason}); retrying in {delay:.1f}s, {len(self._queue)} push(es) queued")
 
     def backoff(self, failures: int) -> float:
