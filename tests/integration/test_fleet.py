@@ -1,0 +1,219 @@
+"""A fleet, with the real engines: six logtaild hosts in two sites, each fed by the simulator; a Prometheus per
+site (external label `site`) scraping its three hosts and running deploy/prometheus/rules; a global Prometheus
+federating both sites with deploy/prometheus/federation.yml; and, as the second path, every host pushing its
+series with remote_write into one VictoriaMetrics.
+
+What the test copies change: 1s scrape and evaluation intervals, `for:` of the alerts divided by 60 (as in
+test_e2e_stack.py: tests/support/stack.py), the targets; logtaild pushes every second.
+
+Proven here, with exact line counts (the simulator says how many lines it wrote; the files on disk, rotated
+ones included, are counted per route and status and must add up to that):
+- site a's error incident on /blog fires LogtaildHighErrorRatio (critical) in site a's Prometheus, not in b's,
+  and shows in the global SLO query (`job_route:logtaild_http_errors:ratio_rate5m{site="a"}`);
+- site b's Prometheus is stopped and restarted while the writers go on: the global view recovers;
+- after the writers stop, the fleet-wide requests per route and the 5xx ratio per route equal the lines
+  written, exactly, both from the global Prometheus (`sum by (route)` over the federated counters) and from
+  VictoriaMetrics (the pushed counters), per site too;
+- no push failed or was dropped, by logtaild's own remote_write self-metrics.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.daemon import Daemon, Simulator, free_port
+from tests.support.stack import Prometheus, PrometheusAPI, _Server, http_ok, prometheus_test_config, wait_until
+from tests.support.tools import require_tool
+
+pytestmark = pytest.mark.integration
+
+SITES = {"a": ("a1", "a2", "a3"), "b": ("b1", "b2", "b3")}
+RATE = 15                   # lines per second per host
+INCIDENT = "/blog"          # site a: half of /blog's requests become 500s, from the start
+FEDERATION = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "federation.yml"
+
+
+class VictoriaMetrics(_Server, PrometheusAPI):
+    """Single-node VictoriaMetrics on 127.0.0.1: /api/v1/write receives, /api/v1/query answers."""
+
+    name = "victoria-metrics"
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        port = free_port()
+        # latencyOffset 0: by default the last 30s are hidden from queries (to let late samples arrive)
+        _Server.__init__(self, [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'vm'}",
+                                "-retentionPeriod=1d", "-search.latencyOffset=0s", "-search.disableCache"],
+                         workdir, port)
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log_tail()}")
+        return http_ok(f"{self.url}/health")
+
+
+def count_lines(log: Path) -> Counter[tuple[str, str]]:
+    """(route, status) of every line the simulator wrote to `log` and its rotated files."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for path in log.parent.glob(log.name + "*"):
+        for line in path.read_text().splitlines():
+            fields = line.split("\t")
+            counts[fields[1].split(" ")[1], fields[2]] += 1
+    return counts
+
+
+def by_route(result: list[dict]) -> dict[str, float]:
+    return {r["metric"].get("route", ""): float(r["value"][1]) for r in result}
+
+
+def site_config(tmp: Path, site: str, targets: list[str]) -> Path:
+    config = prometheus_test_config(tmp / f"site-{site}" / "prometheus", static_targets=targets, file_sd_targets=[],
+                                    alertmanager="127.0.0.1:9", interval="1s", for_scale=60)
+    doc = yaml.safe_load(config.read_text())
+    doc["global"]["external_labels"] = {"site": site}
+    del doc["alerting"]  # the alert states are read from the rule manager (/api/v1/alerts)
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return config
+
+
+def global_config(tmp: Path, sites: list[str]) -> Path:
+    """deploy/prometheus/federation.yml with the sites' addresses and a 1s interval."""
+    doc = yaml.safe_load(FEDERATION.read_text())
+    doc["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
+    (job,) = doc["scrape_configs"]
+    job["static_configs"] = [{"targets": sites}]
+    (tmp / "global").mkdir()
+    path = tmp / "global" / "federation.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def host_config(tmp: Path, host: str, site: str, port: int, vm: str) -> Path:
+    path = tmp / f"{host}.yaml"
+    path.write_text(yaml.safe_dump({
+        "files": [{"path": str(tmp / f"{host}-access.log")}],
+        "slo": [{"route": ".*", "availability": 0.99}],
+        "remote_write": [{"url": f"{vm}/api/v1/write", "interval": 1, "timeout": 2,
+                          "external_labels": {"job": "logtaild", "instance": f"127.0.0.1:{port}", "site": site},
+                          "queue": {"min_backoff": 0.2, "max_backoff": 2}}],
+    }))
+    return path
+
+
+def test_fleet_of_two_sites_federated_and_pushed(tmp_path: Path) -> None:
+    prometheus_bin = require_tool("prometheus", "prometheus")
+    vm_bin = require_tool("victoria-metrics", "victoria-metrics")
+    started = time.monotonic()
+    stops = []
+    try:
+        vm = VictoriaMetrics(vm_bin, tmp_path)
+        stops.append(vm.stop)
+        daemons: dict[str, Daemon] = {}
+        for site, hosts in SITES.items():
+            for host in hosts:
+                port = free_port()
+                daemons[host] = Daemon("--config", str(host_config(tmp_path, host, site, port, vm.url)),
+                                       "--interval", "60", port=port)
+                stops += [daemons[host].kill, daemons[host].stop]
+        sites: dict[str, Prometheus] = {}
+        for site, hosts in SITES.items():
+            config = site_config(tmp_path, site, [f"127.0.0.1:{daemons[h].port}" for h in hosts])
+            sites[site] = Prometheus(prometheus_bin, tmp_path / f"site-{site}", config)
+            stops.append(sites[site].stop)
+        glob = Prometheus(prometheus_bin, tmp_path / "global",
+                          global_config(tmp_path, [f"127.0.0.1:{p.port}" for p in sites.values()]))
+        stops.append(glob.stop)
+        for daemon in daemons.values():
+            daemon.wait_ready()
+        for server in (vm, *sites.values(), glob):
+            server.wait_ready()
+
+        sims: dict[str, Simulator] = {}
+        for i, (host, daemon) in enumerate(daemons.items()):
+            incident = ["--incident", f"errors@{INCIDENT}:0:300"] if host in SITES["a"] else []
+            sims[host] = Simulator("--output-file", str(tmp_path / f"{host}-access.log"), "--rate", str(RATE),
+                                   "--latency", "--seed", str(10 + i), "--log-rotation-interval", "10",
+                                   "--duration", "300", *incident)
+            stops.append(lambda sim=sims[host]: sim.proc.poll() is None and sim.stop())
+
+        # -- the incident fires site a's alert, not site b's, and shows in the global SLO query
+        def alerts(site: str) -> set[tuple[str, str, str]]:
+            return {(a["labels"]["alertname"], a["labels"]["severity"], a["state"])
+                    for a in sites[site].alerts() if a["labels"].get("route") == INCIDENT}
+        wait_until(lambda: ("LogtaildHighErrorRatio", "critical", "firing") in alerts("a"), 60,
+                   "site a's LogtaildHighErrorRatio to fire")
+        assert not {a for a in alerts("b") if a[0] == "LogtaildHighErrorRatio"}
+        fired_at = time.monotonic() - started
+
+        # -- site b's Prometheus goes away for a while and comes back on its port, with its data
+        port_b = sites["b"].port
+        sites["b"].stop()
+        time.sleep(4)  # the writers go on meanwhile: what happens here must not be lost
+        sites["b"] = Prometheus(prometheus_bin, tmp_path / "site-b", tmp_path / "site-b" / "prometheus" /
+                                "prometheus.yml", port=port_b)
+        stops.append(sites["b"].stop)
+        sites["b"].wait_ready()
+
+        slo = f'job_route:logtaild_http_errors:ratio_rate5m{{route="{INCIDENT}"}}'
+
+        def global_slo() -> dict[str, float]:
+            return {r["metric"]["site"]: float(r["value"][1]) for r in glob.query(slo)}
+        wait_until(lambda: global_slo().keys() == {"a", "b"}, 30, "both sites in the global SLO query")
+        ratios = global_slo()
+        assert ratios["a"] > 0.20 and ratios["b"] < 0.05, ratios
+
+        # -- the writers stop; every line they wrote is counted, once, in both global views
+        written = {host: sim.stop() for host, sim in sims.items()}
+        lines = {host: count_lines(tmp_path / f"{host}-access.log") for host in daemons}
+        assert {host: sum(c.values()) for host, c in lines.items()} == written
+        expected: dict[str, Counter[tuple[str, str]]] = {"": Counter()}
+        for site, hosts in SITES.items():
+            expected[site] = sum((lines[h] for h in hosts), Counter())
+            expected[""] += expected[site]
+        routes = {route for route, _status in expected[""]}
+
+        def totals(counts: Counter[tuple[str, str]], errors: bool = False) -> dict[str, float]:
+            out = {route: 0.0 for route in routes}
+            for (route, status), n in counts.items():
+                if not errors or status.startswith("5"):
+                    out[route] += n
+            return out
+
+        def vm_query(expr: str) -> list[dict]:
+            return vm.api("query", {"query": expr, "nocache": "1"})["result"]
+
+        for name, query in (("the global Prometheus", glob.query), ("VictoriaMetrics", vm_query)):
+            for site in ("", "a", "b"):
+                match = f'job="logtaild",site="{site}"' if site else 'job="logtaild"'
+                requests = f"sum by (route) (logtaild_http_requests_total{{{match}}})"
+                want = totals(expected[site])
+                wait_until(lambda q=query, r=requests, w=want: by_route(q(r)) == w, 30,
+                           f"{name}: requests per route{' of site ' + site if site else ''} = {want}")
+                errors = f'sum by (route) (logtaild_http_requests_total{{{match},status=~"5.."}})'
+                ratio = by_route(query(f"{errors} / {requests}"))
+                bad = totals(expected[site], errors=True)
+                assert ratio == {route: bad[route] / want[route] for route in routes if bad[route]}, (name, site)
+
+        # -- logtaild's own account of its pushes: nothing failed, nothing dropped
+        for host, daemon in daemons.items():
+            assert daemon.value("logtaild_remote_write_samples_total", result="sent") > 0, host
+            assert daemon.value("logtaild_remote_write_samples_total", result="failed") == 0, host
+            assert daemon.value("logtaild_remote_write_samples_total", result="dropped") == 0, host
+            assert daemon.value("logtaild_remote_write_last_success_timestamp_seconds") > time.time() - 10, host
+        series = vm_query('count(logtaild_http_requests_total{job="logtaild"}) by (instance)')
+        assert len(series) == 6
+        print(f"\nfleet: alert fired after {fired_at:.0f}s; {sum(written.values())} lines; "
+              f"{len(routes)} routes; done in {time.monotonic() - started:.0f}s")
+    finally:
+        errors = []
+        for stop in reversed(stops):
+            try:
+                stop()
+            except Exception as exc:  # keep tearing down the rest
+                errors.append(repr(exc))
+        shutil.rmtree(tmp_path / "vm", ignore_errors=True)
+        assert not errors, errors
