@@ -133,7 +133,7 @@ def test_fleet_of_two_sites_federated_and_pushed(tmp_path: Path) -> None:
             server.wait_ready()
 
         sims: dict[str, Simulator] = {}
-        for i, (host, daemon) in enumerate(daemons.items()):
+        for i, host in enumerate(daemons):
             incident = ["--incident", f"errors@{INCIDENT}:0:300"] if host in SITES["a"] else []
             sims[host] = Simulator("--output-file", str(tmp_path / f"{host}-access.log"), "--rate", str(RATE),
                                    "--latency", "--seed", str(10 + i), "--log-rotation-interval", "10",
