@@ -2,7 +2,14 @@
 from __future__ import annotations
 
 from logtaild.export.prompb.remote_pb2 import WriteRequest
-from logtaild.export.remote_write import HEADERS, RemoteWriteEncoder, SnapshotSamples, flatten, process_samples
+from logtaild.export.remote_write import (
+    HEADERS,
+    RemoteWriteEncoder,
+    SnapshotSamples,
+    flatten,
+    process_samples,
+    sample,
+)
 from logtaild.export.snappy import compress, decompress
 from tests.unit.test_exporter import file_snapshot, snapshot
 
@@ -97,26 +104,27 @@ def test_a_series_own_label_wins_over_an_external_label() -> None:
 
 def test_values_are_updated_in_place_and_new_or_gone_series_handled() -> None:
     encoder = RemoteWriteEncoder()
-    first = [("a_total", {"x": "1"}, 1.0), ("b", {}, 2.0)]
+    first = [sample("a_total", {"x": "1"}, 1.0), sample("b", {}, 2.0)]
     assert decode(encoder.encode(first, 1000).body) == {(("__name__", "a_total"), ("x", "1")): [(1.0, 1000)],
                                                          (("__name__", "b"),): [(2.0, 1000)]}
-    grown = [("a_total", {"x": "1"}, 5.0), ("a_total", {"x": "2"}, 1.0), ("b", {}, 3.0)]
+    grown = [sample("a_total", {"x": "1"}, 5.0), sample("a_total", {"x": "2"}, 1.0), sample("b", {}, 3.0)]
     assert decode(encoder.encode(grown, 2000).body) == {(("__name__", "a_total"), ("x", "1")): [(5.0, 2000)],
                                                          (("__name__", "a_total"), ("x", "2")): [(1.0, 2000)],
                                                          (("__name__", "b"),): [(3.0, 2000)]}
-    shrunk = [("b", {}, 4.0)]
+    shrunk = [sample("b", {}, 4.0)]
     assert decode(encoder.encode(shrunk, 3000).body) == {(("__name__", "b"),): [(4.0, 3000)]}
 
 
 def test_process_metrics_are_pushed_too() -> None:
-    names = {name for name, _labels, _value in process_samples()}
+    names = {name for _key, name, _labels, _le, _value in process_samples()}
     assert "process_cpu_seconds_total" in names or names == set()  # no /proc: prometheus-client shows none
 
 
 def test_flatten_of_an_empty_snapshot_still_has_build_info() -> None:
     from logtaild.export.snapshot import Snapshot
     samples = SnapshotSamples()(Snapshot([], "9.9"))
-    assert ("logtaild_build_info", {"version": "9.9"}, 1.0) in samples
+    assert [(name, labels, value) for _key, name, labels, _le, value in samples
+            if name == "logtaild_build_info"] == [("logtaild_build_info", {"version": "9.9"}, 1.0)]
     assert list(flatten([], {})) == []
 
 
