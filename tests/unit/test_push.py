@@ -319,3 +319,46 @@ def test_a_missing_password_file_exits_2_with_one_line(tmp_path: Path, capsys: p
         line = assert_usage_error(*run(argv, capsys))
         assert line == (f"logtaild: error: remote_write[0].basic_auth.password_file: cannot read {tmp_path}/pw: "
                         "No such file or directory")
+
+
+def test_the_daemon_keeps_tailing_and_serving_while_a_receiver_hangs_or_refuses(tmp_path: Path) -> None:
+    """The real process: one receiver never answers (each request times out), another answers 400. Lines
+    are still counted at once, /metrics and /healthz answer, each problem is one log line, nothing crashes."""
+    import socket
+    import time
+
+    from tests.support.daemon import Daemon, wait_for
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections (the kernel does), never reads or answers
+    refuse = Receiver([400]).start()
+    log = tmp_path / "access.tsv"
+    log.write_text("")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""files: [{{path: {log}}}]
+remote_write:
+  - {{url: "http://127.0.0.1:{hang.getsockname()[1]}/api/v1/write", interval: 0.2, timeout: 1}}
+  - {{url: "{refuse.url}", interval: 0.2}}
+""")
+    daemon = Daemon("--config", str(config), "--interval", "3600")
+    try:
+        daemon.wait_ready()
+        for i in range(1, 6):
+            with log.open("a") as handle:
+                handle.write("10.0.0.1\tGET /\t200\t1\t2\n" * 100)
+            wait_for(lambda n=i: daemon.value("logtaild_http_requests_total") == 100 * n, 5, f"{100 * i} lines")
+            time.sleep(0.3)
+        assert daemon.get("/healthz") == "ok\n"
+        wait_for(lambda: daemon.value("logtaild_remote_write_samples_total", result="failed") > 0, 5, "a rejection")
+        hung = f"http://127.0.0.1:{hang.getsockname()[1]}/api/v1/write"
+        wait_for(lambda: daemon.value("logtaild_remote_write_retries_total", url=hung) >= 1, 10, "a retry")
+    finally:
+        code, _took = daemon.stop()
+        refuse.stop()
+        hang.close()
+    assert code == 0
+    warnings = [line for line in daemon.err.lines if "remote_write" in line and "WARNING" in line]
+    assert len(warnings) == 2, daemon.err.text  # one per receiver: the rest were suppressed (once a minute)
+    assert any("TimeoutError" in w or "timed out" in w for w in warnings), warnings
+    assert any("HTTP 400" in w and "not retried" in w for w in warnings), warnings
+    assert "Traceback" not in daemon.err.text
