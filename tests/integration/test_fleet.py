@@ -204,10 +204,15 @@ def test_fleet_of_two_sites_federated_and_pushed(tmp_path: Path) -> None:
             assert daemon.value("logtaild_remote_write_samples_total", result="failed") == 0, host
             assert daemon.value("logtaild_remote_write_samples_total", result="dropped") == 0, host
             assert daemon.value("logtaild_remote_write_last_success_timestamp_seconds") > time.time() - 10, host
-        series = vm_query('count(logtaild_http_requests_total{job="logtaild"}) by (instance)')
-        assert len(series) == 6
-        print(f"\nfleet: alert fired after {fired_at:.0f}s; {sum(written.values())} lines; "
-              f"{len(routes)} routes; done in {time.monotonic() - started:.0f}s")
+        assert len(vm_query('count by (instance) (logtaild_http_requests_total{job="logtaild"})')) == 6
+        # figures for docs/deploying.md: series per host, bytes per push (the last pushes' size, about)
+        per_host = [float(r["value"][1]) for r in vm_query('count by (instance) ({job="logtaild"})')]
+        first = next(iter(daemons.values()))
+        pushes = first.value("logtaild_remote_write_samples_total", result="sent") / max(per_host)
+        print(f"\nfleet: alert fired after {fired_at:.0f}s; {sum(written.values())} lines; {len(routes)} routes; "
+              f"{min(per_host):.0f}-{max(per_host):.0f} series per host; about "
+              f"{first.value('logtaild_remote_write_sent_bytes_total') / pushes / 1000:.1f} kB per push "
+              f"({pushes:.0f} pushes); done in {time.monotonic() - started:.0f}s")
     finally:
         errors = []
         for stop in reversed(stops):
