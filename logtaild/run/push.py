@@ -15,11 +15,13 @@ an `ssl.SSLContext`); no proxy from the environment is used.
 from __future__ import annotations
 
 import base64
+import email.message
 import logging
 import random
 import ssl
 import threading
 import time
+import typing
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -91,12 +93,21 @@ def _auth_header(config: RemoteWriteConfig) -> dict[str, str]:
     return {}
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would turn the POST into a GET and send the Authorization header
+    to wherever the receiver points; the 3xx is a rejection instead, and the log says where it pointed."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: typing.IO[bytes], code: int, msg: str,
+                         headers: email.message.Message, newurl: str) -> None:
+        return None
+
+
 class HttpSender:
     """POSTs a body to one receiver; raises `Rejected` or `Retry` unless it is accepted (2xx)."""
 
     def __init__(self, config: RemoteWriteConfig) -> None:
         self.config = config
-        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({}), _NoRedirect()]
         context = ssl_context(config)
         if context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=context))
@@ -111,6 +122,8 @@ class HttpSender:
                 response.read()
         except urllib.error.HTTPError as exc:
             detail = f"HTTP {exc.code} {exc.reason}: {_body(exc)}"
+            if 300 <= exc.code < 400:
+                detail += f" (a redirect to {safe_url(exc.headers.get('Location', ''))}, not followed)"
             if exc.code == 429 or exc.code >= 500:
                 raise Retry(detail) from None
             raise Rejected(detail) from None

@@ -55,6 +55,8 @@ class Receiver:
                 status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                 reply = b"" if status < 300 else b"out of order sample\nsecond line"
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "http://user:pw@127.0.0.1:1/elsewhere?token=x")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
@@ -161,6 +163,19 @@ def test_4xx_is_rejected_not_retried_and_logged(status: int, caplog: pytest.LogC
     (line,) = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
     assert f"HTTP {status}" in line and "not retried" in line and "out of order sample second line" in line
     assert "\n" not in line
+
+
+def test_a_redirect_is_not_followed(caplog: pytest.LogCaptureFixture) -> None:
+    """Following it would send the credentials elsewhere (and urllib would turn the POST into a GET)."""
+    r = Receiver([307]).start()
+    try:
+        p = pusher(r.url)
+        p.push_now()
+        assert p.send_queued(5.0) and p.stats().failed > 0 and len(r.requests) == 1
+    finally:
+        r.stop()
+    assert "HTTP 307" in caplog.text and "a redirect to http://127.0.0.1:1/elsewhere, not followed" in caplog.text
+    assert "token" not in caplog.text and "pw" not in caplog.text
 
 
 def test_an_unreachable_receiver_is_retried_and_logged_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
