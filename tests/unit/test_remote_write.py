@@ -132,3 +132,11 @@ def test_two_files_with_the_same_labels_add_up() -> None:
     snap = snapshot(file_snapshot("/a.log", {"env": "prod"}), file_snapshot("/b.log", {"env": "prod"}))
     series = decode(RemoteWriteEncoder().encode(SnapshotSamples()(snap), TS).body)
     assert by_name(series, "logtaild_http_requests_total", route="/", method="GET", status="200") == 20
+
+
+def test_the_push_bench_measures_a_small_snapshot() -> None:
+    """bench/push.py's measure (what `python -m bench --only push` runs per series count), tiny."""
+    from bench.push import measure
+    row = measure(10, 2)
+    assert row["series"] == 10 and row["samples"] > 10 * 2
+    assert 0 < row["compressed_bytes"] < row["raw_bytes"] and row["cpu_ms"] >= 0
