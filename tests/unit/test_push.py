@@ -377,3 +377,12 @@ remote_write:
     assert any("TimeoutError" in w or "timed out" in w for w in warnings), warnings
     assert any("HTTP 400" in w and "not retried" in w for w in warnings), warnings
     assert "Traceback" not in daemon.err.text
+
+
+def test_a_reload_keeps_the_running_receivers_and_says_so() -> None:
+    from logtaild.run.reload import plan_reload
+    running = Config(remote_write=(RemoteWriteConfig("http://127.0.0.1:9/api/v1/write"),))
+    new = Config(remote_write=(RemoteWriteConfig("http://127.0.0.1:9/api/v1/write", interval=5),))
+    plan = plan_reload(running, new, {}, running.bucket_bounds())
+    assert plan.config.remote_write == running.remote_write
+    assert "reload: remote_write changed; it applies at the next restart" in plan.warnings
