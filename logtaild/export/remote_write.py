@@ -4,7 +4,8 @@ The families come from families.py, exactly as a scrape builds them, so what a r
 a scraper would have stored: counters as `<name>_total`, histograms as their classic `_bucket` (with
 `le`), `_sum` and `_count` series, every sample stamped with the push's time. Each series' labels are
 sorted by name with `__name__` among them (the protocol requires it), and the receiver's external labels
-are added where the series has no label of that name (as Prometheus does with `external_labels`).
+are added where the series has no label of that name (as Prometheus does with `external_labels`); a
+label with an empty value is left out, as Prometheus' data model has it.
 
 The encoding is the generated protobuf code (prompb/remote_pb2.py) and the compression snappy's block
 format (snappy.py); `RemoteWriteEncoder` keeps each series' label messages between pushes, which is
@@ -116,7 +117,8 @@ class RemoteWriteEncoder:
         merged = {**self.external_labels, **labels, "__name__": name}  # the series' own labels win
         if le:
             merged["le"] = le
-        return [Label(name=k, value=v) for k, v in sorted(merged.items())]
+        # an empty value is no label at all in Prometheus' data model (receivers may refuse one)
+        return [Label(name=k, value=v) for k, v in sorted(merged.items()) if v]
 
     def write_request(self, samples: Iterable[FlatSample], timestamp_ms: int) -> WriteRequest:
         """The samples as one WriteRequest, each series with one sample at `timestamp_ms`.

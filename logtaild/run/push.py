@@ -18,6 +18,7 @@ import base64
 import email.message
 import logging
 import random
+import socket
 import ssl
 import threading
 import time
@@ -50,6 +51,13 @@ def safe_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port is not None else host
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def push_labels(config: RemoteWriteConfig) -> dict[str, str]:
+    """The receiver's external labels, with `job` and `instance` as a scrape would set them unless given:
+    without them every host's series would be one series at the receiver, their counters interleaved.
+    An empty value leaves the label out."""
+    return {"job": "logtaild", "instance": socket.gethostname(), **config.external_labels}
 
 
 def ssl_context(config: RemoteWriteConfig) -> ssl.SSLContext | None:
@@ -170,7 +178,7 @@ class Pusher:
         self._send: Sender = sender or HttpSender(config)
         self._clock, self._wall, self._jitter = clock, wall, jitter
         self._samples = SnapshotSamples()
-        self._encoder = RemoteWriteEncoder(config.external_labels)
+        self._encoder = RemoteWriteEncoder(push_labels(config))
         self._queue: deque[Encoded] = deque()
         self._counters = _Counters()
         self._lock = threading.Lock()  # the counters and the queue's size, read by scrapes

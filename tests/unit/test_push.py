@@ -386,3 +386,17 @@ def test_a_reload_keeps_the_running_receivers_and_says_so() -> None:
     plan = plan_reload(running, new, {}, running.bucket_bounds())
     assert plan.config.remote_write == running.remote_write
     assert "reload: remote_write changed; it applies at the next restart" in plan.warnings
+
+
+def test_job_and_instance_default_as_a_scrape_would_set_them(receiver: Receiver) -> None:
+    import socket
+    p = pusher(receiver.url)
+    p.push_now()
+    assert p.send_queued(5.0)
+    key = next(k for k in decode(receiver.requests[-1][1]) if dict(k)["__name__"] == "logtaild_build_info")
+    assert dict(key)["job"] == "logtaild" and dict(key)["instance"] == socket.gethostname()
+    q = pusher(receiver.url, external_labels={"job": "web", "instance": ""})  # an empty value: no label
+    q.push_now()
+    assert q.send_queued(5.0)
+    key = next(k for k in decode(receiver.requests[-1][1]) if dict(k)["__name__"] == "logtaild_build_info")
+    assert dict(key)["job"] == "web" and "instance" not in dict(key)
