@@ -60,8 +60,9 @@ def push_labels(config: RemoteWriteConfig) -> dict[str, str]:
     return {"job": "logtaild", "instance": socket.gethostname(), **config.external_labels}
 
 
-def ssl_context(config: RemoteWriteConfig) -> ssl.SSLContext | None:
-    """The TLS context of an https receiver (None for http); a bad file is a ConfigError at start."""
+def ssl_context(config: RemoteWriteConfig, where: str = "remote_write") -> ssl.SSLContext | None:
+    """The TLS context of an https receiver (None for http); a bad file is a ConfigError at start, naming
+    the key path `where`."""
     if urllib.parse.urlsplit(config.url).scheme != "https":
         return None
     tls = config.tls
@@ -70,7 +71,7 @@ def ssl_context(config: RemoteWriteConfig) -> ssl.SSLContext | None:
         if tls.cert_file is not None:
             context.load_cert_chain(tls.cert_file, tls.key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"remote_write {safe_url(config.url)}: tls: {exc}") from None
+        raise ConfigError(f"{where}.tls: {exc}") from None
     if tls.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -113,10 +114,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class HttpSender:
     """POSTs a body to one receiver; raises `Rejected` or `Retry` unless it is accepted (2xx)."""
 
-    def __init__(self, config: RemoteWriteConfig) -> None:
+    def __init__(self, config: RemoteWriteConfig, where: str = "remote_write") -> None:
         self.config = config
         handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({}), _NoRedirect()]
-        context = ssl_context(config)
+        context = ssl_context(config, where)
         if context is not None:
             handlers.append(urllib.request.HTTPSHandler(context=context))
         self._opener = urllib.request.build_opener(*handlers)
@@ -318,4 +319,5 @@ class Pusher:
 
 def make_pushers(receivers: Sequence[RemoteWriteConfig], snapshot: Callable[[], Snapshot]) -> list[Pusher]:
     """One pusher per receiver, not started (a bad TLS file raises ConfigError here)."""
-    return [Pusher(receiver, snapshot) for receiver in receivers]
+    return [Pusher(receiver, snapshot, sender=HttpSender(receiver, f"remote_write[{i}]"))
+            for i, receiver in enumerate(receivers)]

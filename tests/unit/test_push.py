@@ -298,8 +298,21 @@ def test_the_url_label_carries_no_secrets() -> None:
 def test_a_bad_tls_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "ca.pem"
     bad.write_text("not a certificate")
-    with pytest.raises(ConfigError, match=r"remote_write https://x/: tls: "):
-        ssl_context(RemoteWriteConfig("https://x/", tls=TlsClientConfig(ca_file=str(bad))))
+    with pytest.raises(ConfigError, match=r"^remote_write\[1\]\.tls: "):
+        ssl_context(RemoteWriteConfig("https://x/", tls=TlsClientConfig(ca_file=str(bad))), "remote_write[1]")
+
+
+def test_a_bad_ca_file_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate")
+    log = tmp_path / "access.log"
+    log.write_text("")
+    config = tmp_path / "c.yaml"
+    from tests.support.daemon import free_port
+    config.write_text(f"files: [{{path: {log}}}]\nlisten: 127.0.0.1:{free_port()}\n"
+                      f"remote_write:\n  - {{url: 'https://x/', tls: {{ca_file: {bad}}}}}\n")
+    line = assert_usage_error(*run(["--config", str(config)], capsys))
+    assert line.startswith("logtaild: error: remote_write[0].tls: ")
 
 
 @pytest.mark.parametrize(("receiver_yaml", "message"), [
