@@ -10,11 +10,13 @@ Proven here, with exact line counts (the simulator says how many lines it wrote;
 ones included, are counted per route and status and must add up to that):
 - site a's error incident on /blog fires LogtaildHighErrorRatio (critical) in site a's Prometheus, not in b's,
   and shows in the global SLO query (`job_route:logtaild_http_errors:ratio_rate5m{site="a"}`);
-- site b's Prometheus is stopped and restarted while the writers go on: the global view recovers;
+- site b's Prometheus and VictoriaMetrics are stopped and restarted while the writers go on: the global view
+  recovers, and the pushes logtaild queued and retried meanwhile reach VictoriaMetrics with their own
+  timestamps (samples exist for the time it was down);
 - after the writers stop, the fleet-wide requests per route and the 5xx ratio per route equal the lines
   written, exactly, both from the global Prometheus (`sum by (route)` over the federated counters) and from
   VictoriaMetrics (the pushed counters), per site too;
-- no push failed or was dropped, by logtaild's own remote_write self-metrics.
+- no push failed or was dropped, and every host retried, by logtaild's own remote_write self-metrics.
 """
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ class VictoriaMetrics(_Server, PrometheusAPI):
 
     name = "victoria-metrics"
 
-    def __init__(self, binary: str, workdir: Path) -> None:
-        port = free_port()
+    def __init__(self, binary: str, workdir: Path, port: int | None = None) -> None:
+        port = port or free_port()
         # latencyOffset 0: by default the last 30s are hidden from queries (to let late samples arrive)
         _Server.__init__(self, [binary, f"-httpListenAddr=127.0.0.1:{port}", f"-storageDataPath={workdir / 'vm'}",
                                 "-retentionPeriod=1d", "-search.latencyOffset=0s", "-search.disableCache"],
@@ -149,13 +151,20 @@ def test_fleet_of_two_sites_federated_and_pushed(tmp_path: Path) -> None:
         assert not {a for a in alerts("b") if a[0] == "LogtaildHighErrorRatio"}
         fired_at = time.monotonic() - started
 
-        # -- site b's Prometheus goes away for a while and comes back on its port, with its data
+        # -- site b's Prometheus and VictoriaMetrics go away for a while and come back on their ports, with
+        # their data; the writers go on meanwhile: what happens then must not be lost
         port_b = sites["b"].port
         sites["b"].stop()
-        time.sleep(4)  # the writers go on meanwhile: what happens here must not be lost
+        vm.stop()
+        vm_down = time.time()
+        time.sleep(4)
+        vm_up = time.time()
+        vm = VictoriaMetrics(vm_bin, tmp_path, port=vm.port)
+        stops.append(vm.stop)
         sites["b"] = Prometheus(prometheus_bin, tmp_path / "site-b", tmp_path / "site-b" / "prometheus" /
                                 "prometheus.yml", port=port_b)
         stops.append(sites["b"].stop)
+        vm.wait_ready()
         sites["b"].wait_ready()
 
         slo = f'job_route:logtaild_http_errors:ratio_rate5m{{route="{INCIDENT}"}}'
@@ -198,8 +207,15 @@ def test_fleet_of_two_sites_federated_and_pushed(tmp_path: Path) -> None:
                 bad = totals(expected[site], errors=True)
                 assert ratio == {route: bad[route] / want[route] for route in routes if bad[route]}, (name, site)
 
-        # -- logtaild's own account of its pushes: nothing failed, nothing dropped
+        # -- logtaild's own account of its pushes: retried while VictoriaMetrics was down, nothing failed or
+        # dropped; the pushes queued meanwhile arrived later with their own timestamps (no hole in the data)
+        held = round(vm_up - vm_down) - 1
         for host, daemon in daemons.items():
+            assert daemon.value("logtaild_remote_write_retries_total") > 0, host
+            instance = f"127.0.0.1:{daemon.port}"
+            (during,) = vm.api("query", {"query": f'count_over_time(logtaild_build_info{{instance="{instance}"}}'
+                                                  f"[{held}s])", "time": f"{vm_up:.3f}", "nocache": "1"})["result"]
+            assert float(during["value"][1]) >= held - 1, (host, during)
             assert daemon.value("logtaild_remote_write_samples_total", result="sent") > 0, host
             assert daemon.value("logtaild_remote_write_samples_total", result="failed") == 0, host
             assert daemon.value("logtaild_remote_write_samples_total", result="dropped") == 0, host
