@@ -8,8 +8,9 @@ are added where the series has no label of that name (as Prometheus does with `e
 label with an empty value is left out, as Prometheus' data model has it.
 
 The encoding is the generated protobuf code (prompb/remote_pb2.py) and the compression snappy's block
-format (snappy.py); `RemoteWriteEncoder` keeps each series' label messages between pushes, which is
-most of the work, and drops the ones a push no longer uses (the route cap bounds them).
+format (snappy.py). Building the messages is most of the work, so `RemoteWriteEncoder` keeps its request
+between pushes and only sets the new values and timestamp (a new series is appended; the request is built
+afresh when a series went away, after a reload); the route cap bounds what it keeps.
 """
 from __future__ import annotations
 
