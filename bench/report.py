@@ -139,6 +139,9 @@ def rows(results: dict[str, Any]) -> list[Row]:
                         f"{row['cpu_ms']:.0f} ms (first {row['first_cpu_ms']:.0f} ms)", "", "", ""))
             out.append(("push", f"bytes per push, {int(key):,} series, snappy (raw)",
                         f"{row['compressed_bytes'] / 1e3:,.0f} kB ({row['raw_bytes'] / 1e3:,.0f} kB)", "", "", ""))
+            if "held_mb" in row:
+                out.append(("push", f"memory held between pushes, {int(key):,} series, per receiver",
+                            f"{row['held_mb']:.0f} MB", "", "", ""))
     rt = results.get("routes")
     if rt:
         for k, row in rt.items():

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
+from itertools import chain
 
 from logtaild import __version__
 from logtaild.config import ConfigError, RemoteWriteConfig
@@ -227,7 +228,7 @@ class Pusher:
     def push_now(self) -> None:
         """Take a snapshot and queue its push (the thread's tick; tests call it directly)."""
         try:
-            samples = [*self._samples(self._snapshot()), *process_samples()]
+            samples = chain(self._samples(self._snapshot()), process_samples())
             encoded = self._encoder.encode(samples, int(self._wall() * 1000))
         except Exception:  # a bug here must not end the thread: log it, the next tick tries again
             log.exception("remote_write %s: could not encode a push", self.url)

@@ -103,7 +103,7 @@ def test_a_series_own_label_wins_over_an_external_label() -> None:
     assert dict(key)["env"] == "prod" and dict(key)["site"] == "b"
 
 
-def test_values_are_updated_in_place_and_new_or_gone_series_handled() -> None:
+def test_new_and_gone_series_between_pushes() -> None:
     encoder = RemoteWriteEncoder()
     first = [sample("a_total", {"x": "1"}, 1.0), sample("b", {}, 2.0)]
     assert decode(encoder.encode(first, 1000).body) == {(("__name__", "a_total"), ("x", "1")): [(1.0, 1000)],
@@ -141,3 +141,14 @@ def test_the_push_bench_measures_a_small_snapshot() -> None:
     row = measure(10, 2)
     assert row["series"] == 10 and row["samples"] > 10 * 2
     assert 0 < row["compressed_bytes"] < row["raw_bytes"] and row["cpu_ms"] >= 0
+
+
+def test_a_push_of_several_pieces_is_one_write_request() -> None:
+    """More series than one piece (remote_write.PIECE): the pieces joined parse as one WriteRequest."""
+    from logtaild.export.remote_write import PIECE
+    n = 2 * PIECE + 7
+    samples = [sample("x_total", {"i": str(i)}, float(i)) for i in range(n)]
+    encoder = RemoteWriteEncoder({"site": "a"})
+    for ts in (1000, 2000):  # the second push from the kept labels
+        series = decode(encoder.encode(samples, ts).body)
+        assert series == {(("__name__", "x_total"), ("i", str(i)), ("site", "a")): [(float(i), ts)] for i in range(n)}
