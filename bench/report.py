@@ -131,6 +131,17 @@ def rows(results: dict[str, Any]) -> list[Row]:
                         "<= 100 ms" if big else "", _verdict(row["median_ms"] <= 100) if big else ""))
             out.append(("memory", f"RSS with {n:,} series{what}", f"{row['rss_mb']:.0f} MB", "",
                         "<= 60 MB" if big else "", _verdict(row["rss_mb"] <= 60) if big else ""))
+    ps = results.get("push")
+    if ps:
+        for key, row in ps.items():
+            out.append(("push", f"remote-write push, {int(key):,} series ({row['samples']:,} samples), CPU, median "
+                        f"of {row['reps']} (first push apart)",
+                        f"{row['cpu_ms']:.0f} ms (first {row['first_cpu_ms']:.0f} ms)", "", "", ""))
+            out.append(("push", f"bytes per push, {int(key):,} series, snappy (raw)",
+                        f"{row['compressed_bytes'] / 1e3:,.0f} kB ({row['raw_bytes'] / 1e3:,.0f} kB)", "", "", ""))
+            if "held_mb" in row:
+                out.append(("push", f"memory held between pushes, {int(key):,} series, per receiver",
+                            f"{row['held_mb']:.0f} MB", "", "", ""))
     rt = results.get("routes")
     if rt:
         for k, row in rt.items():

@@ -13,6 +13,7 @@ import math
 import re
 import types
 import typing
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -115,6 +116,46 @@ class SloConfig:
     team: str = ""
 
 
+# ---- remote_write: pushing the aggregates to a Prometheus remote-write receiver -------------------
+
+@dataclass(frozen=True)
+class BasicAuthConfig:
+    username: str
+    password_file: str  # read at every push (so a rotated secret applies), checked readable at start
+
+
+@dataclass(frozen=True)
+class TlsClientConfig:
+    ca_file: str | None = None
+    cert_file: str | None = None  # client certificate (mutual TLS), with key_file
+    key_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """What is kept while a receiver is down: whole pushes, oldest dropped first past `max_samples`."""
+
+    max_samples: int = 500_000
+    min_backoff: float = 0.5
+    max_backoff: float = 30.0
+
+
+@dataclass(frozen=True)
+class RemoteWriteConfig:
+    """One receiver of logtaild's own series in the remote-write 1.0 format."""
+
+    url: str
+    interval: float = 15.0
+    timeout: float = 10.0
+    basic_auth: BasicAuthConfig | None = None
+    bearer_token_file: str | None = None
+    tls: TlsClientConfig = field(default_factory=TlsClientConfig)
+    headers: dict[str, str] = field(default_factory=dict)
+    external_labels: dict[str, str] = field(default_factory=dict)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+
+
 @dataclass(frozen=True)
 class Config:
     listen: str = f":{DEFAULT_PORT}"
@@ -131,6 +172,8 @@ class Config:
     rescan_interval: float = 5.0
     #: exporter-toolkit web config (TLS, mTLS, basic auth) for the HTTP server; see logtaild/webconfig.py
     web_config: str | None = None
+    #: receivers of pushes (remote write); see RemoteWriteConfig
+    remote_write: tuple[RemoteWriteConfig, ...] = ()
 
     def bucket_bounds(self) -> tuple[float, ...]:
         """Histogram bounds in seconds, with every SLO threshold added so slow counts are exact."""
@@ -268,6 +311,8 @@ def check(config: Config) -> Config:
         _positive(slo.latency_threshold, f"slo[{i}].latency_threshold")
         _fraction(slo.latency_objective, f"slo[{i}].latency_objective")
         _fraction(slo.availability, f"slo[{i}].availability")
+    for i, receiver in enumerate(config.remote_write):
+        _check_remote_write(receiver, f"remote_write[{i}]", [r.url for r in config.remote_write[:i]])
     return config
 
 
@@ -369,6 +414,64 @@ def _check_histogram(hist: HistogramConfig) -> None:
         value = getattr(gen, step)
         if value is None or value <= (1 if step == "factor" else 0):
             raise ConfigError(f"histogram.{name}.{step}: required, {'> 1' if step == 'factor' else '> 0'}")
+
+
+#: headers remote write sets itself (and Authorization, from basic_auth or bearer_token_file)
+_RESERVED_HEADERS = {"content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent",
+                     "authorization", "content-length", "host"}
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _readable(path: str, where: str) -> None:
+    """A file the daemon must read later: fail now, at start, with the reason."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+
+
+def _check_remote_write(receiver: RemoteWriteConfig, where: str, earlier: list[str]) -> None:
+    """URL, timings, credentials, TLS files, headers, labels and the queue of one receiver."""
+    url = urllib.parse.urlsplit(receiver.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"{where}.url: must be an http:// or https:// URL with a host, got {receiver.url!r}")
+    if url.username is not None or url.password is not None:
+        raise ConfigError(f"{where}.url: put credentials in basic_auth, not in the URL")
+    try:
+        url.port  # noqa: B018  (raises on a bad port)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.url: {exc}") from None
+    if receiver.url in earlier:
+        raise ConfigError(f"{where}.url: {receiver.url!r} is listed twice")
+    _positive(receiver.interval, f"{where}.interval")
+    _positive(receiver.timeout, f"{where}.timeout")
+    if receiver.basic_auth is not None and receiver.bearer_token_file is not None:
+        raise ConfigError(f"{where}: give basic_auth or bearer_token_file, not both")
+    if receiver.basic_auth is not None:
+        _readable(receiver.basic_auth.password_file, f"{where}.basic_auth.password_file")
+    if receiver.bearer_token_file is not None:
+        _readable(receiver.bearer_token_file, f"{where}.bearer_token_file")
+    tls = receiver.tls
+    if (tls.cert_file is None) != (tls.key_file is None):
+        raise ConfigError(f"{where}.tls: give cert_file and key_file together")
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, name)
+        if path is not None:
+            _readable(path, f"{where}.tls.{name}")
+    for name in receiver.headers:
+        if name.lower() in _RESERVED_HEADERS:
+            raise ConfigError(f"{where}.headers.{name}: set by logtaild itself")
+    for label in receiver.external_labels:
+        if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
+            raise ConfigError(f"{where}.external_labels.{label}: not a usable Prometheus label name")
+    queue = receiver.queue
+    if queue.max_samples < 1:
+        raise ConfigError(f"{where}.queue.max_samples: must be at least 1, got {queue.max_samples}")
+    _positive(queue.min_backoff, f"{where}.queue.min_backoff")
+    _positive(queue.max_backoff, f"{where}.queue.max_backoff")
+    if queue.max_backoff < queue.min_backoff:
+        raise ConfigError(f"{where}.queue.max_backoff: must be at least min_backoff ({queue.min_backoff})")
 
 
 def read_yaml(path: str, what: str = "") -> object:

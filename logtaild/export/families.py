@@ -46,6 +46,7 @@ def build(snap: Snapshot, scrape: Scrape) -> list[Family]:
         _requests(out, file, scrape)
         _file_metrics(out, file, scrape)
     _process_metrics(out, snap, scrape)
+    _remote_write_metrics(out, snap, scrape)
     scrape.finish()
     return list(out.families.values())
 
@@ -222,3 +223,25 @@ def _process_metrics(out: _Families, snap: Snapshot, scrape: Scrape) -> None:
     for result, value in snap.reloads.items():
         out.add("logtaild_config_reloads", "counter", "Configuration reloads, by result.",
                 scrape.labels({"result": result}), value)
+
+
+def _remote_write_metrics(out: _Families, snap: Snapshot, scrape: Scrape) -> None:
+    """Per remote-write receiver (run/push.py): samples by result, retries, queue, last success."""
+    for receiver in snap.remote_write:
+        lab = {"url": receiver.url}
+        for result, value in (("sent", receiver.sent), ("failed", receiver.failed), ("dropped", receiver.dropped)):
+            out.add("logtaild_remote_write_samples", "counter",
+                    "Samples pushed to a remote-write receiver, by result (sent, failed: rejected with a 4xx, "
+                    "dropped: never sent).", scrape.labels({**lab, "result": result}), value)
+        labels = scrape.labels(lab)
+        for name, kind, doc, number in (
+            ("logtaild_remote_write_retries", "counter", "Remote-write requests sent again after a failure.",
+             receiver.retries),
+            ("logtaild_remote_write_sent_bytes", "counter", "Compressed remote-write request bytes accepted.",
+             receiver.bytes_sent),
+            ("logtaild_remote_write_pending_samples", "gauge", "Samples queued for a remote-write receiver.",
+             receiver.pending),
+            ("logtaild_remote_write_last_success_timestamp_seconds", "gauge",
+             "When a remote-write receiver last accepted a push.", receiver.last_success),
+        ):
+            out.add(name, kind, doc, labels, number)

@@ -76,6 +76,20 @@ class FileSnapshot:
     label_fields: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ReceiverStats:
+    """One remote-write receiver's push counters (run/push.py), labelled by its URL without secrets."""
+
+    url: str
+    sent: int = 0          # samples the receiver accepted
+    failed: int = 0        # samples it rejected for good (a 4xx other than 429: not retried)
+    dropped: int = 0       # samples never sent: the queue was full (oldest first), or at exit
+    retries: int = 0       # requests sent again after a failure
+    pending: int = 0       # samples waiting in the queue
+    bytes_sent: int = 0    # compressed request bytes accepted
+    last_success: float = 0.0  # unix time of the last accepted push
+
+
 @dataclass
 class Snapshot:
     """Everything the collector exports."""
@@ -88,3 +102,4 @@ class Snapshot:
     checkpoint_fallbacks: int = 0
     reloads: dict[str, int] = field(default_factory=lambda: {"success": 0, "failure": 0})
     last_tick: float = 0.0
+    remote_write: list[ReceiverStats] = field(default_factory=list)

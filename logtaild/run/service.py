@@ -39,6 +39,7 @@ from logtaild.export.webconfig import load_web_config, protect
 from logtaild.regex import FullMatch
 from logtaild.run.lifecycle import Lifecycle, Progress
 from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
+from logtaild.run.push import Pusher, make_pushers
 from logtaild.run.reload import ReloadPlan
 from logtaild.tail.checkpoint import Checkpointer, State
 from logtaild.tail.filestream import FileStream
@@ -139,6 +140,7 @@ class Service:
         self._waker = Waker(config.poll_interval, watch=not once)
         self._bounds_s = config.bucket_bounds()
         self._reports = 0
+        self._pushers: list[Pusher] = []  # remote_write receivers, started by run()
         self.last_tick = time.time()
         self._last_tick_mono = clock()
         # the loop's report window and when each periodic job is next due, set when the loop starts:
@@ -263,6 +265,7 @@ class Service:
         self.history = History(self.config.interval)
         app = StatusBoard(self.snapshot, stuck_after=self._stuck_after(), history=self.history).wrap(
             make_app(registry, {"/healthz": self._healthz}))
+        self._pushers = make_pushers(self.config.remote_write, self.snapshot)
         self._install_signals()  # before /healthz answers: a SIGTERM right after it must stop us cleanly
         server = serve(protect(app, web), host, port, tls=web.context if web else None)
         try:  # from here on: cheroot's workers are not daemon threads, the process exits only once they stop
@@ -271,8 +274,12 @@ class Service:
                      (" (TLS)" if web and web.context else "") + (" (basic auth)" if web and web.users else ""),
                      ", ".join(self.sources) or "nothing yet")
             self.lifecycle.ready()
+            for pusher in self._pushers:
+                pusher.start()
             self._loop()
         finally:
+            for pusher in self._pushers:  # after the loop's last read: the final push has every line
+                pusher.stop()
             server.shutdown()
             self._waker.stop()
         return 0
@@ -508,7 +515,8 @@ class Service:
                 ))
         ck = self.checkpointer
         return Snapshot(files, __version__, ck.writes if ck else 0, ck.failures if ck else 0,
-                        ck.last_write if ck else 0.0, ck.fallbacks if ck else 0, self.reloads, self.last_tick)
+                        ck.last_write if ck else 0.0, ck.fallbacks if ck else 0, self.reloads, self.last_tick,
+                        [pusher.stats() for pusher in self._pushers])
 
     def _stuck_after(self) -> float:
         return max(STUCK_AFTER, 4 * self.config.poll_interval)

@@ -17,14 +17,18 @@ import yaml
 from logtaild import cli
 from logtaild.config import (
     DEFAULT_BUCKETS,
+    BasicAuthConfig,
     Config,
     ConfigError,
     FileConfig,
     GeneratorConfig,
     HistogramConfig,
+    QueueConfig,
+    RemoteWriteConfig,
     RoutesConfig,
     RuleConfig,
     SloConfig,
+    TlsClientConfig,
     load,
     to_dict,
 )
@@ -76,6 +80,17 @@ histogram:
 slo:
   - {route: "/api/.*", latency_threshold: 0.3, latency_objective: 0.95, availability: 0.9995, team: payments}
   - {route: "/"}
+remote_write:
+  - url: https://vm.example.org:8428/api/v1/write
+    interval: 5
+    timeout: 3
+    basic_auth: {username: logtaild, password_file: /dev/null}
+    tls: {ca_file: /dev/null, cert_file: /dev/null, key_file: /dev/null, insecure_skip_verify: true}
+    headers: {X-Scope-OrgID: web}
+    external_labels: {site: a}
+    queue: {max_samples: 1000, min_backoff: 1, max_backoff: 8}
+  - url: http://127.0.0.1:9090/api/v1/write
+    bearer_token_file: /dev/null
 """
 
 
@@ -104,6 +119,13 @@ def test_every_key(tmp_path: Path) -> None:
                             max_length=128, max_series=5000),
         histogram=HistogramConfig(exponential=GeneratorConfig(0.01, 4, factor=3.0)),
         slo=(SloConfig("/api/.*", 0.3, 0.95, 0.9995, "payments"), SloConfig("/")),
+        remote_write=(
+            RemoteWriteConfig("https://vm.example.org:8428/api/v1/write", 5.0, 3.0,
+                              BasicAuthConfig("logtaild", "/dev/null"), None,
+                              TlsClientConfig("/dev/null", "/dev/null", "/dev/null", True),
+                              {"X-Scope-OrgID": "web"}, {"site": "a"}, QueueConfig(1000, 1.0, 8.0)),
+            RemoteWriteConfig("http://127.0.0.1:9090/api/v1/write", bearer_token_file="/dev/null"),
+        ),
     )
     # each file gets a working parser with its options
     for file in config.files:
@@ -134,7 +156,7 @@ def _used(data: object, prefix: str = "") -> set[str]:
         for key, value in data.items():
             path = prefix + key
             out.add(path)
-            if key in ("labels", "fields"):  # free-form mappings
+            if key in ("labels", "fields", "headers", "external_labels"):  # free-form mappings
                 continue
             if isinstance(value, dict):
                 out |= _used(value, path + ".")
