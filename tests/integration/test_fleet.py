@@ -391,3 +391,51 @@ def test_fleet_with_each_site_in_its_own_network_namespace(tmp_path: Path) -> No
                 errors.append(repr(exc))
         shutil.rmtree(tmp_path / "vm", ignore_errors=True)
         assert not errors, errors
+
+
+# --------------------------------------------------------------------------- Prometheus as the receiver
+
+
+class PrometheusReceiver(_Server, PrometheusAPI):
+    """Prometheus with its remote-write receiver on (`/api/v1/write`) and nothing to scrape."""
+
+    name = "prometheus"
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        port = free_port()
+        config = workdir / "receiver.yml"
+        config.write_text("global: {}\n")
+        _Server.__init__(self, [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+                                f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver"],
+                         workdir, port)
+
+
+def test_a_host_pushes_into_prometheus_remote_write_receiver(tmp_path: Path) -> None:
+    """The same push, received by Prometheus itself (2.42's receiver): the totals it stores equal the lines,
+    per route and status, with the external labels on every series."""
+    receiver = PrometheusReceiver(require_tool("prometheus", "prometheus"), tmp_path).wait_ready()
+    log = tmp_path / "access.log"
+    lines = [f"10.0.0.1\tGET /r{i % 3}\t{500 if i % 7 == 0 else 200}\t{i}\t{i % 50}\n" for i in range(700)]
+    log.write_text("".join(lines))
+    config = tmp_path / "host.yaml"
+    config.write_text(yaml.safe_dump({
+        "files": [{"path": str(log), "format": "tsv"}], "from_start": True,
+        "remote_write": [{"url": f"{receiver.url}/api/v1/write", "interval": 1, "timeout": 2,
+                          "external_labels": {"job": "logtaild", "instance": "host1:10181", "site": "a"}}],
+    }))
+    daemon = Daemon("--config", str(config), "--interval", "60")
+    try:
+        daemon.wait_ready()
+        expected = Counter((line.split("\t")[1].split(" ")[1], line.split("\t")[2]) for line in lines)
+        query = 'sum by (route, status) (logtaild_http_requests_total{job="logtaild",instance="host1:10181",site="a"})'
+
+        def stored() -> dict[tuple[str, str], float]:
+            return {(r["metric"]["route"], r["metric"]["status"]): float(r["value"][1])
+                    for r in receiver.query(query)}
+        wait_until(lambda: stored() == {key: float(n) for key, n in expected.items()}, 30,
+                   f"Prometheus to hold {dict(expected)}")
+        assert daemon.value("logtaild_remote_write_samples_total", result="failed") == 0
+        assert daemon.value("logtaild_remote_write_samples_total", result="sent") > 0
+    finally:
+        daemon.stop()
+        receiver.stop()
