@@ -51,6 +51,7 @@ from tests.support.stack import (
     prometheus_test_config,
     recording_rules,
     samples,
+    stop_all,
     substitute,
     wait_until,
 )
@@ -179,13 +180,7 @@ def stack(tmp_path_factory):
         wait_until(fleet_has_data, 40, "data from both instances on every route")
         yield s
     finally:
-        errors = []
-        for stop in reversed(stops):
-            try:
-                stop()
-            except Exception as exc:  # keep tearing down the rest
-                errors.append(repr(exc))
-        assert not errors, errors
+        stop_all(stops)
 
 
 def active_alerts(stack: Stack) -> list[tuple[str, str, str, str]]:

@@ -36,7 +36,15 @@ import pytest
 import yaml
 
 from tests.support.daemon import Daemon, Simulator, _Reader, free_port
-from tests.support.stack import Prometheus, PrometheusAPI, _Server, http_ok, prometheus_test_config, wait_until
+from tests.support.stack import (
+    Prometheus,
+    PrometheusAPI,
+    _Server,
+    http_ok,
+    prometheus_test_config,
+    stop_all,
+    wait_until,
+)
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.integration
@@ -249,14 +257,10 @@ def test_fleet_of_two_sites_federated_and_pushed(tmp_path: Path) -> None:
               f"{first.value('logtaild_remote_write_sent_bytes_total') / pushes / 1000:.1f} kB per push "
               f"({pushes:.0f} pushes); done in {time.monotonic() - started:.0f}s")
     finally:
-        errors = []
-        for stop in reversed(stops):
-            try:
-                stop()
-            except Exception as exc:  # keep tearing down the rest
-                errors.append(repr(exc))
-        shutil.rmtree(tmp_path / "vm", ignore_errors=True)
-        assert not errors, errors
+        try:
+            stop_all(stops)
+        finally:
+            shutil.rmtree(tmp_path / "vm", ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the sites in network namespaces
@@ -383,14 +387,10 @@ def test_fleet_with_each_site_in_its_own_network_namespace(tmp_path: Path) -> No
         instances = vm.api("query", {"query": 'count by (instance) (logtaild_build_info)', "nocache": "1"})
         assert {r["metric"]["instance"].rsplit(":", 1)[0] for r in instances["result"]} == set(net.addresses.values())
     finally:
-        errors = []
-        for stop in reversed(stops):
-            try:
-                stop()
-            except Exception as exc:  # keep tearing down the rest
-                errors.append(repr(exc))
-        shutil.rmtree(tmp_path / "vm", ignore_errors=True)
-        assert not errors, errors
+        try:
+            stop_all(stops)
+        finally:
+            shutil.rmtree(tmp_path / "vm", ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- Prometheus as the receiver

@@ -20,6 +20,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -307,3 +308,14 @@ def samples(result: list[dict]) -> dict[tuple, dict[float, float]]:
 def wait_until(condition, timeout: float, what: str, interval: float = 0.5):
     """daemon.wait_for with a slower poll (these conditions are HTTP queries)."""
     return wait_for(condition, timeout, what, interval)
+
+
+def stop_all(stops: list[Callable[[], object]]) -> None:
+    """Run every teardown step, the last started first, even when some fail; then fail with what failed."""
+    errors = []
+    for stop in reversed(stops):
+        try:
+            stop()
+        except Exception as exc:  # keep tearing down the rest
+            errors.append(repr(exc))
+    assert not errors, errors
