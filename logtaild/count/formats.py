@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -51,10 +52,14 @@ def decode(raw: bytes) -> str:
         raise ParseError("encoding", str(exc)) from None
 
 
+_CANONICAL_METHODS = {method: method for method in KNOWN_METHODS}
+
+
 def parse_method(token: str) -> str:
     """The method label: a known method, or OTHER for any other well-formed token."""
-    if token in KNOWN_METHODS:
-        return token
+    known = _CANONICAL_METHODS.get(token)
+    if known is not None:
+        return known  # the one string of the method, not the line's copy: series keys keep it
     if not token or len(token) > _MAX_METHOD or not token.isascii() or not token.isalpha():
         raise ParseError("request", f"bad method {token[:40]!r}")
     return "OTHER"
@@ -131,7 +136,7 @@ def parse_status(raw: bytes | str | int) -> str:
     text = str(raw, "ascii", "replace") if isinstance(raw, bytes) else str(raw)
     if len(text) != 3 or not text.isascii() or not text.isdigit() or not "100" <= text <= "599":
         raise ParseError("status", f"{text[:20]!r}")
-    return text
+    return sys.intern(text)  # one string per code, however many series keep it
 
 
 def parse_bytes(raw: bytes | str | int) -> int:

@@ -10,6 +10,7 @@ and the tests hold both to the same bytes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import chain
 
 from logtaild.export.exposition import Family, LabelCache, LabelText, render, to_float
 from logtaild.export.families import build
@@ -38,7 +39,7 @@ class LogtaildCollector:
         assert cache.labels_of is not None  # a recording cache always has it
         yield from (_metric(family, cache.labels_of) for family in families)
 
-    def exposition(self, openmetrics: bool = False, any_names: bool = True) -> list[bytes] | None:
+    def exposition(self, openmetrics: bool = False, any_names: bool = True) -> Iterator[bytes] | None:
         """What prometheus-client's text format (or OpenMetrics, without `# EOF`) makes of `collect()`,
         byte for byte once joined (tests/unit/test_exporter_text.py); None if `any_names` is False and
         a label name is outside the legacy set (the escaping scheme would rewrite it)."""
@@ -76,8 +77,8 @@ class LogtaildRegistry(CollectorRegistry):
         process = ProcessCollector(registry=self._process)
         self.register(process)
 
-    def exposition(self, encoder: Encoder) -> list[bytes] | None:
-        """`encoder(self)` (one of prometheus-client's, as `choose_encoder` picked it), as pieces to join,
+    def exposition(self, encoder: Encoder) -> Iterator[bytes] | None:
+        """`encoder(self)` (one of prometheus-client's, as `choose_encoder` picked it), as chunks to join,
         with our families rendered by exposition.py; None when that renderer cannot write what
         `encoder` would."""
         how = fast_format(encoder)
@@ -87,8 +88,11 @@ class LogtaildRegistry(CollectorRegistry):
         pieces = self.collector.exposition(openmetrics, any_names)
         if pieces is None:
             return None
-        pieces.append(encoder(self._process))  # process_* last, and OpenMetrics' `# EOF`
-        return pieces
+        return chain(pieces, self._process_part(encoder))
+
+    def _process_part(self, encoder: Encoder) -> Iterator[bytes]:
+        """process_* (and OpenMetrics' `# EOF`), rendered once the chunks before them are consumed."""
+        yield encoder(self._process)
 
 
 def build_registry(snapshot: Callable[[], Snapshot]) -> LogtaildRegistry:

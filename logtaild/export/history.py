@@ -14,8 +14,9 @@ Two rings of fixed size:
 - coarse: one point per 5 minutes (`COARSE_STEP`) for the last 24 hours, each the exact sum of the fine
   points that ended in those 5 minutes (the p95 from the summed buckets, not from the fine p95s).
 
-Every series is allocated at full size when its route first appears, in typed arrays (`POINT_BYTES` per
-route per point), so memory is bounded by the route cap: see `bytes_per_route`. A route that leaves the
+Every series is kept in typed arrays (`POINT_BYTES` per route per point) that grow up to the last point
+with a request and never past the ring, so memory is bounded by the route cap (see `bytes_per_route`)
+and a route seen once costs about one point. A route that leaves the
 snapshot (a reload's new cap folded it into `__other__`, its file is no longer followed) is dropped.
 Nothing is saved: a restart starts with empty charts.
 """
@@ -147,14 +148,28 @@ def _point(delta: list[float], bounds: list[float], objective: Objective) -> _Po
 # ---- the rings ----------------------------------------------------------------------------------------
 
 class _RouteColumns:
-    """One route's series in one ring: fixed-size typed arrays indexed by point number % capacity."""
+    """One route's series in one ring: typed arrays indexed by point number % capacity.
 
-    def __init__(self, capacity: int) -> None:
-        self.counts = array("I", bytes(4 * len(COUNTS) * capacity))
-        self.size = array("d", bytes(8 * capacity))
-        self.p95 = array("f", [math.nan]) * capacity
+    They grow to the highest index written with a request, never past the ring's capacity: a point
+    past their end is a point without requests. A route seen once (a scanner's URL) costs one point,
+    not a full ring: 1,000 such routes took 26 MB at full size before any of them came back.
+    """
+
+    def __init__(self) -> None:
+        self.counts = array("I")
+        self.size = array("d")
+        self.p95 = array("f")
 
     def put(self, index: int, point: _Point | None) -> None:
+        if point is not None and not point.size and not any(point.counts):
+            point = None  # a window without requests is stored as nothing, like a route not in it
+        if index >= len(self.size):
+            if point is None:
+                return  # past the end already reads as no requests
+            grow = index + 1 - len(self.size)
+            self.counts.frombytes(bytes(4 * len(COUNTS) * grow))
+            self.size.frombytes(bytes(8 * grow))
+            self.p95.extend(array("f", [math.nan]) * grow)
         base = index * len(COUNTS)
         if point is None:
             self.counts[base:base + len(COUNTS)] = array("I", bytes(4 * len(COUNTS)))
@@ -164,6 +179,19 @@ class _RouteColumns:
         self.counts[base:base + len(COUNTS)] = array("I", counts)
         self.size[index] = point.size
         self.p95[index] = math.nan if point.p95 is None else point.p95
+
+    def count(self, index: int, column: int) -> int:
+        """`COUNTS[column]` at ring index `index` (0 past the end)."""
+        return self.counts[index * len(COUNTS) + column] if index < len(self.size) else 0
+
+    def bytes_at(self, index: int) -> float:
+        """The response bytes at ring index `index` (0 past the end)."""
+        return self.size[index] if index < len(self.size) else 0.0
+
+    def p95_at(self, index: int) -> float | None:
+        """The p95 (seconds) at ring index `index`; None without timed requests or past the end."""
+        value = self.p95[index] if index < len(self.p95) else math.nan
+        return None if math.isnan(value) else float(value)
 
 
 class _FileColumns:
@@ -188,7 +216,7 @@ class _Ring:
         index = self.written % self.capacity
         self.end[index], self.length[index] = end, length
         for key in points.keys() - self.routes.keys():
-            self.routes[key] = _RouteColumns(self.capacity)  # zeros before: no requests then
+            self.routes[key] = _RouteColumns()  # nothing before: no requests then
         for key, columns in self.routes.items():
             columns.put(index, points.get(key))  # every series, so a wrapped slot never keeps old data
         for path in lines.keys() - self.files.keys():
@@ -248,10 +276,8 @@ def _route_series(columns: _RouteColumns | None, indices: list[int]) -> RouteSer
     if columns is None:
         return RouteSeries({name: [0] * len(indices) for name in COUNTS}, [0.0] * len(indices),
                            [None] * len(indices))
-    width = len(COUNTS)
-    counts = {name: [columns.counts[i * width + k] for i in indices] for k, name in enumerate(COUNTS)}
-    p95 = [None if math.isnan(columns.p95[i]) else float(columns.p95[i]) for i in indices]
-    return RouteSeries(counts, [columns.size[i] for i in indices], p95)
+    counts = {name: [columns.count(i, k) for i in indices] for k, name in enumerate(COUNTS)}
+    return RouteSeries(counts, [columns.bytes_at(i) for i in indices], [columns.p95_at(i) for i in indices])
 
 
 def _file_series(columns: _FileColumns | None, indices: list[int]) -> FileSeries:

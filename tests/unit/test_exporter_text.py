@@ -21,7 +21,7 @@ from prometheus_client.utils import floatToGoString
 
 from logtaild.count import slots as layout
 from logtaild.export.collector import LogtaildCollector, LogtaildRegistry, build_registry
-from logtaild.export.exposition import chunks, escape_value, label_string
+from logtaild.export.exposition import CHUNK_PIECES, escape_value, label_string
 from logtaild.export.server import make_app, serve
 from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.tail.filestream import StreamStats
@@ -270,16 +270,18 @@ def many() -> Snapshot:
     return snapshot(file_snapshot("/a.tsv", {"env": "prod"}, slots))
 
 
-def test_chunks_join_to_the_whole() -> None:
-    pieces = [bytes([65 + i % 26]) * (i % 7) for i in range(1000)]
-    for size in (1, 3, 999, 1000, 5000):
-        assert b"".join(chunks(pieces, size)) == b"".join(pieces)
-    assert len(list(chunks(pieces, 300))) == 4
+def test_the_renderer_yields_bounded_chunks() -> None:
+    """A scrape never holds all its pieces: the renderer hands out chunks of CHUNK_PIECES pieces."""
+    collector = LogtaildCollector(many)
+    chunks = list(collector.exposition() or [])
+    assert len(chunks) > 3
+    assert max(map(len, chunks)) < 64 * CHUNK_PIECES  # pieces are a label string or a value each
+    assert b"".join(chunks) == _text(LogtaildCollector(many))
 
 
 def test_over_http_in_chunks() -> None:
     registry = build_registry(many)
-    assert len(registry.exposition(generate_latest) or []) > 3 * 2048
+    assert len(list(registry.exposition(generate_latest) or [])) > 3  # several chunks
     server = serve(make_app(registry, {}), "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"

@@ -222,19 +222,26 @@ def test_two_hours_fine_ring_keeps_the_last_hour_coarse_points_are_exact_sums() 
         assert first.p95[k] == pytest.approx(want, rel=1e-6)      # from the summed buckets
 
 
-def test_memory_per_route_is_fixed_and_routes_that_leave_are_dropped() -> None:
+def test_memory_per_route_is_bounded_and_routes_that_leave_are_dropped() -> None:
     assert POINT_BYTES == 40
     assert bytes_per_route(10.0) == 40 * (361 + COARSE_POINTS) == 25_960
     assert fine_points(0.01) == 3600 and fine_points(3600) == 2
     run = Run(interval=60.0)
-    run.counts.add("/", "200", 1)
+    run.counts.add("/once", "200", 1)
     run.counts.add("/gone", "200", 1)
     for _ in range(200):                                          # the fine ring wraps three times
+        run.counts.add("/", "200", 1)
         run.step()
+    assert run.history.fine.written > run.history.fine.capacity > run.history.coarse.written
     for ring in (run.history.fine, run.history.coarse):
-        columns = ring.routes["access.log", "/"]
-        assert len(columns.counts) == 7 * ring.capacity and len(columns.p95) == ring.capacity
+        columns = ring.routes["access.log", "/"]                   # requests in every point: as many as written
+        points = min(ring.capacity, ring.written)                   # (the fine ring wrapped: all of it)
+        assert len(columns.counts) == 7 * points and len(columns.p95) == points
         assert (columns.counts.itemsize, columns.size.itemsize, columns.p95.itemsize) == (4, 8, 4)
+        once = ring.routes["access.log", "/once"]                  # requests in the first point only: one
+        assert len(once.counts) == 7 and len(once.size) == len(once.p95) == 1
+    fine = run.history.view(3600, run.wall, [("access.log", "/once")], []).routes["access.log", "/once"]
+    assert fine.requests() == [0] * 60 and fine.p95 == [None] * 60    # the first point has left the hour
     del run.counts.slots["/gone", "200"]
     run.step()
     assert ("access.log", "/gone") not in run.history.fine.routes

@@ -2,6 +2,7 @@
 line, and the scrape cache that renders once for many concurrent scrapes."""
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 import time
@@ -11,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from logtaild.export.http import ErrorLog, connection_cap
-from logtaild.export.server import ScrapeCache, serve
+from logtaild.export.server import Rendering, ScrapeCache, serve
 
 
 @pytest.mark.parametrize(("nofile", "cap"), [(1024, 128), (256, 112), (128, 48), (64, 16), (20, 4),
@@ -52,15 +53,15 @@ def test_concurrent_scrapes_share_one_rendering() -> None:
     cache = ScrapeCache(ttl=1.0)
     started = threading.Barrier(20)
 
-    def render() -> tuple[list[tuple[str, str]], list[bytes]]:
+    def render() -> Rendering:
         time.sleep(0.2)  # a slow rendering: everyone else arrives while it runs
-        return [("Content-Type", "text/plain")], [b"body %d" % cache.renders]
+        return Rendering.of([b"body %d" % cache.renders])
 
     results: list[object] = []
 
     def scrape() -> None:
         started.wait()
-        results.append(cache.get(("text/plain", False), render))
+        results.append(cache.get("text/plain", render))
 
     threads = [threading.Thread(target=scrape) for _ in range(20)]
     for thread in threads:
@@ -68,39 +69,48 @@ def test_concurrent_scrapes_share_one_rendering() -> None:
     for thread in threads:
         thread.join(5)
     assert cache.renders == 1 and len(results) == 20 and all(r == results[0] for r in results)
-    assert cache.get(("text/plain", True), render) != results[0]  # another encoding: its own rendering
+    assert cache.get("text/plain; version=1.0.0", render) != results[0]  # another format: its own rendering
     assert cache.renders == 2
 
 
 def test_the_scrape_cache_expires_after_its_ttl() -> None:
     now = [0.0]
     cache = ScrapeCache(ttl=1.0, clock=lambda: now[0])
-    render = lambda: ([], [b"%d" % cache.renders])  # noqa: E731
-    assert cache.get("k", render) == ([], [b"0"])
+    render = lambda: Rendering.of([b"%d" % cache.renders])  # noqa: E731
+    assert list(cache.get("k", render).plain()) == [b"0"]  # type: ignore[union-attr]
     now[0] = 0.9
-    assert cache.get("k", render) == ([], [b"0"])
+    assert list(cache.get("k", render).plain()) == [b"0"]  # type: ignore[union-attr]
     now[0] = 1.0
-    assert cache.get("k", render) == ([], [b"1"])
+    assert list(cache.get("k", render).plain()) == [b"1"]  # type: ignore[union-attr]
 
 
 def test_scrapers_choosing_content_types_keep_a_few_bodies_at_most() -> None:
     now = [0.0]
     cache = ScrapeCache(ttl=1.0, clock=lambda: now[0])
     for version in range(100):  # `version=1.0.<n>` makes a new content type each time
-        cache.get((f"application/openmetrics-text; version=1.0.{version}", False), lambda: ([], [b"x" * 1000]))
+        cache.get(f"application/openmetrics-text; version=1.0.{version}", lambda: Rendering(b"x" * 1000, 1000))
     assert cache.renders == 100 and len(cache.keys) == 4
     now[0] = 5.0
-    cache.get("another", lambda: ([], [b""]))
+    cache.get("another", lambda: Rendering(b"", 0))
     assert cache.keys == ["another"]  # expired renderings are not kept either
+
+
+def test_a_rendering_is_held_compressed_and_sent_uncompressed_in_bounded_pieces() -> None:
+    body = b"".join(b"sample_%d{route=\"/r%d\"} %d\n" % (n, n % 97, n) for n in range(40_000))
+    rendering = Rendering.of(body[i:i + 5000] for i in range(0, len(body), 5000))
+    assert rendering.length == len(body) and gzip.decompress(rendering.gzipped) == body
+    assert len(rendering.gzipped) < len(body) // 4
+    pieces = list(rendering.plain(size=4096))
+    assert b"".join(pieces) == body and max(map(len, pieces)) == 4096 and len(pieces) >= len(body) // 4096
 
 
 def test_the_scrape_cache_holds_a_bounded_number_of_bytes() -> None:
     cache = ScrapeCache(ttl=1.0, clock=lambda: 0.0, max_bytes=10_000)
     for n in range(3):
-        cache.get(("text", n), lambda: ([], [b"x" * 4_000]))
+        cache.get(("text", n), lambda: Rendering(b"x" * 4_000, 50_000))
     assert cache.keys == [("text", 1), ("text", 2)] and cache.held_bytes == 8_000  # the oldest made room
-    big = cache.get(("text", "big"), lambda: ([], [b"y" * 10_001]))
-    assert big == ([], [b"y" * 10_001])  # served, but not held
+    big = cache.get(("text", "big"), lambda: Rendering(b"y" * 10_001, 90_000))
+    assert big == Rendering(b"y" * 10_001, 90_000)  # served, but not held
     assert ("text", "big") not in cache.keys and cache.held_bytes <= 10_000
 
 
