@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from logtaild import __version__
 from logtaild.config import Config, FileConfig, parse_listen
@@ -39,12 +39,14 @@ from logtaild.export.webconfig import load_web_config, protect
 from logtaild.regex import FullMatch
 from logtaild.run.lifecycle import Lifecycle, Progress
 from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
-from logtaild.run.push import Pusher, make_pushers
 from logtaild.run.reload import ReloadPlan
 from logtaild.tail.checkpoint import Checkpointer, State
 from logtaild.tail.filestream import FileStream
 from logtaild.tail.position import Position
 from logtaild.tail.waker import Waker
+
+if TYPE_CHECKING:
+    from logtaild.run.push import Pusher
 
 log = logging.getLogger("logtaild")
 
@@ -89,6 +91,18 @@ def carry_over(new: Aggregator, old: Aggregator) -> Aggregator:
     new.last_malformed = old.last_malformed
     new.first_malformed = old.first_malformed
     return new
+
+
+def _pushers(config: Config, snapshot: Callable[[], Snapshot]) -> list[Pusher]:
+    """The remote_write pushers of `config` (not started).
+
+    Imported only when some receiver is configured: the protobuf runtime and the snappy codec behind
+    them add 8 MB to every process that loads them.
+    """
+    if not config.remote_write:
+        return []
+    from logtaild.run.push import make_pushers  # here, not at the top: see above
+    return make_pushers(config.remote_write, snapshot)
 
 
 def _paths(pattern: str) -> list[str]:
@@ -265,7 +279,7 @@ class Service:
         self.history = History(self.config.interval)
         app = StatusBoard(self.snapshot, stuck_after=self._stuck_after(), history=self.history).wrap(
             make_app(registry, {"/healthz": self._healthz}))
-        self._pushers = make_pushers(self.config.remote_write, self.snapshot)
+        self._pushers = _pushers(self.config, self.snapshot)
         self._install_signals()  # before /healthz answers: a SIGTERM right after it must stop us cleanly
         server = serve(protect(app, web), host, port, tls=web.context if web else None)
         try:  # from here on: cheroot's workers are not daemon threads, the process exits only once they stop
