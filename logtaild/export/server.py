@@ -12,7 +12,6 @@ and TLS are export/http.py's.
 """
 from __future__ import annotations
 
-import ctypes
 import ssl
 import threading
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from logtaild import heap
 from logtaild.export import http
 from logtaild.export.collector import LogtaildRegistry
 from logtaild.export.promclient import CollectorRegistry, choose_encoder, gzip_accepted, make_wsgi_app
@@ -220,26 +220,11 @@ class ScrapeCache:
 
 
 def _trimmed(render: Callable[[], Rendering | None]) -> Rendering | None:
-    """`render()`, then the heap's free pages handed back to the system (glibc's `malloc_trim`).
-
-    A rendering's temporaries are freed in an order that leaves most heap pages partly used; trimming
-    returns the wholly free ones (4-5 MB a scrape at 20,000 series). Elsewhere than glibc: a no-op.
-    """
+    """`render()`, then the heap's free pages handed back (a rendering's temporaries: see heap.py)."""
     try:
         return render()
     finally:
-        if _MALLOC_TRIM is not None:
-            _MALLOC_TRIM(0)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return getattr(ctypes.CDLL(None), "malloc_trim", None)
-    except OSError:
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
+        heap.trim()
 
 
 def make_server(app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None,

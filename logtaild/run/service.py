@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from logtaild import __version__
+from logtaild import __version__, heap
 from logtaild.config import Config, FileConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.labels import escape
@@ -347,6 +347,7 @@ class Service:
         self.write_report(counts, length)
         if self.history is not None:
             self.history.record(self.snapshot(), time.time(), length)
+            heap.trim()  # the snapshot's copy of every slot is gone again: see heap.py
 
     def _report_due(self) -> bool:
         return self.clock() >= self._report_at

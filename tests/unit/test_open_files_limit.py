@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import platform
 import resource
 import subprocess
 import sys
 
 import pytest
 
+from logtaild import heap
 from logtaild.run import modes
 
 
@@ -55,3 +57,8 @@ def test_an_unlimited_hard_limit_raises_to_the_kernels_ceiling(monkeypatch: pyte
     monkeypatch.setattr(modes.resource, "setrlimit", lambda _which, limits: calls.append(limits))
     modes.raise_open_files_limit()
     assert calls == [(modes.max_open_files(), resource.RLIM_INFINITY)]
+
+
+def test_malloc_arenas_are_capped_on_glibc() -> None:
+    """On glibc mallopt(M_ARENA_MAX) is there and accepts the cap; elsewhere nothing is changed."""
+    assert heap.limit_arenas() is (platform.libc_ver()[0] == "glibc")
