@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from logtaild import __version__
-from logtaild.config import Config, FileConfig, parse_listen
+from logtaild.config import Config, FileConfig, NativeHistogramsConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.labels import escape
+from logtaild.count.native import NativeSpec
 from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, format_report
@@ -89,6 +90,13 @@ def carry_over(new: Aggregator, old: Aggregator) -> Aggregator:
     new.last_malformed = old.last_malformed
     new.first_malformed = old.first_malformed
     return new
+
+
+def native_spec(native: NativeHistogramsConfig) -> NativeSpec | None:
+    """The count layer's form of a file's `native_histograms` (None when they are off)."""
+    if not native.enabled:
+        return None
+    return NativeSpec(native.schema, native.zero_threshold_s, native.max_buckets)
 
 
 def _paths(pattern: str) -> list[str]:
@@ -219,11 +227,13 @@ class Service:
     def _make_aggregator(self, file_config: FileConfig, config: Config | None = None, path: str = "") -> Aggregator:
         """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
         routes = (config or self.config).routes
+        native = native_spec((config or self.config).native_for(file_config))
         limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin,
                                max_length=routes.max_length, max_series=routes.max_series)
         parser = make_parser(file_config, on_detect=lambda name, good, seen: _log_detected(
             path or file_config.path, name, good, seen))
-        return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser)
+        return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser, native=native,
+                          exemplars=file_config.exemplar_field is not None)
 
     def apply_reload(self, plan: ReloadPlan) -> None:
         """Apply a plan from `reload.plan_reload` (which says what changes) between two batches."""
