@@ -80,6 +80,7 @@ class Aggregator:
         cache_max: int = 32768,
         native: NativeSpec | None = None,
         exemplars: bool = False,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.limiter = limiter
         self.bounds_ms = list(bounds_ms)
@@ -88,6 +89,7 @@ class Aggregator:
         self.exemplars = exemplars
         self.detailed = native is not None or exemplars
         self.now = 0.0  # the exemplars' time: when the batch was read (set by `feed`)
+        self._wall = wall
         self.slots: dict[SlotKey, Slot] = {}
         self.lines = 0
         self.malformed = dict.fromkeys(REASONS, 0)
@@ -110,7 +112,7 @@ class Aggregator:
         """Count a batch of complete lines (without their newlines)."""
         self.lines += len(lines)
         if self.exemplars:
-            self.now = time.time()
+            self.now = self._wall()
         if self._auto is not None and lines:
             self._use(self._auto.choose(lines))
         if self._fast:
