@@ -43,8 +43,8 @@ def test_apache_header() -> None:
 
 def test_json_key() -> None:
     parse = make_parser(FileConfig("a", "json", exemplar_field="trace.id"))
-    record = parse(b'{"path": "/", "status": 200, "latency": 3, "trace": {"id": "abc123"}}')
-    assert record.exemplar == "abc123"
+    record = parse(b'{"path": "/", "status": 200, "latency_ms": 3, "trace": {"id": "abc123"}}')
+    assert (record.latency_ms, record.exemplar) == (3.0, "abc123")
     assert parse(b'{"path": "/", "status": 200, "trace": {"id": 17}}').exemplar is None
 
 
