@@ -235,6 +235,30 @@ class NativeHistogram:
             seen += n
         return upper_bound(last, self.schema)
 
+    def minus(self, older: NativeHistogram) -> NativeHistogram | None:
+        """The observations counted since `older` (an earlier copy of this histogram), as a new histogram
+        at the lower of the two schemas; None when any count went down (the counters started over)."""
+        newer = self.copy()
+        if older.schema < newer.schema:
+            newer._reduce(newer.schema - older.schema)
+        earlier = dict(older.buckets()) if older.schema == newer.schema else {}
+        if older.schema > newer.schema:
+            steps = older.schema - newer.schema
+            for index, n in older.buckets():
+                key = reduced_index(index, steps)
+                earlier[key] = earlier.get(key, 0) + n
+        out = NativeHistogram(self.spec)
+        out.schema = newer.schema
+        zero = newer.zero - older.zero
+        now = dict(newer.buckets())
+        if zero < 0 or any(now.get(index, 0) < n for index, n in earlier.items()):
+            return None
+        out.zero = zero
+        for index, n in now.items():
+            if n - earlier.get(index, 0):
+                out._add(index, n - earlier.get(index, 0))
+        return out
+
     def copy(self) -> NativeHistogram:
         """An independent copy (snapshots outlive the lock the live histogram is counted under)."""
         other = NativeHistogram.__new__(NativeHistogram)

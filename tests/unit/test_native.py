@@ -214,3 +214,17 @@ def test_copy_is_independent() -> None:
     twin = hist.copy()
     hist.observe(0.1)
     assert twin.count() == 1 and hist.count() == 2
+
+
+def test_minus_exact_and_across_a_resolution_change() -> None:
+    hist = NativeHistogram(NativeSpec(schema=2, max_buckets=3))
+    hist.add_counts(2, {0: 2, 1: 1}, 1)
+    older = hist.copy()
+    hist.add_counts(2, {1: 2, 4: 1}, 0)
+    delta = hist.minus(older)
+    assert delta is not None and (delta.schema, delta.zero, list(delta.buckets())) == (2, 0, [(1, 2), (4, 1)])
+    hist.add_counts(2, {9: 1}, 0)  # a fourth bucket: schema 1 has four too ({0: 2, 1: 3, 2: 1, 5: 1}), 0 three
+    assert hist.schema == 0 and list(hist.buckets()) == [(0, 2), (1, 4), (3, 1)]
+    delta = hist.minus(older)  # older at schema 2 ({0: 2, 1: 1}) maps to {0: 2, 1: 1} at schema 0
+    assert delta is not None and (delta.schema, delta.zero, list(delta.buckets())) == (0, 0, [(1, 3), (3, 1)])
+    assert older.minus(hist) is None  # counts went down: started over
