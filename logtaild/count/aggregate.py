@@ -51,7 +51,7 @@ from logtaild.count.slots import (
     new_slot,
     observe,
     observe_exemplar,
-    observe_native,
+    observe_natives,
     observe_upstream,
 )
 
@@ -147,6 +147,8 @@ class Aggregator:
         get, known = self._cache.get, self._known_slot
         bounds = self.bounds_ms
         native = self.native
+        timed: list[tuple[Slot, float]] = []  # the batch's latencies for the native buckets, counted after
+        add_timed = timed.append
         count_at, bytes_at, lat_at, buckets_at = COUNT, BYTES, LAT_SUM, BUCKETS
         slow: list[bytes] = []
         for line in lines:
@@ -164,9 +166,11 @@ class Aggregator:
                 slot[lat_at] += lat
                 slot[buckets_at + bisect_left(bounds, lat)] += 1
                 if native is not None:
-                    observe_native(slot, native, lat)
+                    add_timed((slot, lat))
             else:
                 slow.append(line)
+        if timed and native is not None:
+            observe_natives(timed, native)
         return slow
 
     def _feed_tsv4(self, lines: list[bytes]) -> list[bytes]:

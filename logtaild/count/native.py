@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +39,7 @@ DEFAULT_MAX_BUCKETS = 160
 _MANTISSA_BOUNDS: list[list[float]] = [[]] + [
     [2.0 ** (j / (1 << s) - 1) for j in range(1 << s)] for s in range(1, MAX_SCHEMA + 1)
 ]
-_WIDE = 0xFFFFFFFF  # the largest count an array('I') bucket holds
+_frexp, _bisect_left = math.frexp, bisect_left  # module globals: one dict lookup each in `observe`
 
 
 def mantissa_bounds(schema: int) -> list[float]:
@@ -75,6 +75,35 @@ def growth_factor(schema: int) -> float:
     return float(2.0 ** (2.0 ** -schema))
 
 
+def observe_all(pairs: Iterable[tuple[NativeHistogram, float]]) -> None:
+    """`hist.observe(value_s)` for each pair, in one loop: `bucket_index` inlined, and an already
+    populated bucket counted without a call (this runs once per line with a latency)."""
+    frexp, bisect, tables = _frexp, _bisect_left, _MANTISSA_BOUNDS
+    for hist, value_s in pairs:
+        if value_s <= hist.spec.zero_threshold:
+            hist.zero += 1
+            continue
+        frac, exp = frexp(value_s)
+        schema = hist.schema
+        if schema > 0:
+            index = bisect(tables[schema], frac) + ((exp - 1) << schema)
+        else:
+            shift = -schema
+            index = ((exp - 1 if frac == 0.5 else exp) + (1 << shift) - 1) >> shift
+        at = index - hist.offset
+        counts = hist.counts
+        if 0 <= at < len(counts) and counts[at]:
+            try:
+                counts[at] += 1
+                continue
+            except OverflowError:
+                pass  # _add widens the array
+        hist._add(index, 1)
+        limit = hist.spec.max_buckets
+        if limit and hist.populated > limit:
+            hist._reduce_to_limit()
+
+
 @dataclass(frozen=True, slots=True)
 class NativeSpec:
     """A file's native histogram settings (config `native_histograms`), shared by its histograms.
@@ -105,13 +134,7 @@ class NativeHistogram:
     def observe(self, value_s: float) -> None:
         """Count one value (seconds); a value at or below the zero threshold (latencies are never
         negative; a negative one counts as zero) goes to the zero bucket."""
-        if value_s <= self.spec.zero_threshold:
-            self.zero += 1
-            return
-        self._add(bucket_index(value_s, self.schema), 1)
-        limit = self.spec.max_buckets
-        if limit and self.populated > limit:
-            self._reduce_to_limit()
+        observe_all(((self, value_s),))
 
     def add_counts(self, schema: int, counts: Mapping[int, int], zero: int) -> None:
         """Add bucket counts computed at `schema` (index -> count) and a zero-bucket count.

@@ -32,11 +32,11 @@ histograms, load with an empty upstream part and no native buckets.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, cast
 
-from logtaild.count.native import NativeHistogram, NativeSpec
+from logtaild.count.native import NativeHistogram, NativeSpec, observe_all
 
 ExtraLabels = tuple[tuple[str, str], ...]
 SlotKey = tuple[str, str, str, ExtraLabels]  # (route, method, status, extra labels)
@@ -143,9 +143,28 @@ def observe(slot: Slot, bounds_ms: Sequence[float], size: int, latency_ms: float
             observe_native(slot, native, latency_ms)
 
 
+def observe_natives(pairs: Iterable[tuple[Slot, float]], spec: NativeSpec) -> None:
+    """Count (slot, latency in ms) pairs into the slots' native request histograms, in one loop (the
+    TSV loops collect a batch's pairs: a call per line would cost more than the counting)."""
+    observe_all(_native_pairs(pairs, spec))
+
+
+def _native_pairs(pairs: Iterable[tuple[Slot, float]], spec: NativeSpec) -> Iterator[tuple[NativeHistogram, float]]:
+    for slot, latency_ms in pairs:
+        detail: Detail | None = slot[-1]  # type: ignore[assignment]  # (no cast(): a call per line)
+        hist = detail.native if detail is not None else None
+        if hist is None:  # the slot's first latency: the extension and the histogram made once
+            hist = native_part(slot, spec)
+        yield hist, latency_ms / 1000.0
+
+
 def observe_native(slot: Slot, spec: NativeSpec, latency_ms: float) -> None:
     """Count one latency into the slot's native request histogram (the classic part is the caller's)."""
-    native_part(slot, spec).observe(latency_ms / 1000.0)
+    detail: Detail | None = slot[-1]  # type: ignore[assignment]  # (no cast(): a call per line)
+    hist = detail.native if detail is not None else None
+    if hist is None:  # the slot's first latency: the extension and the histogram made once
+        hist = native_part(slot, spec)
+    hist.observe(latency_ms / 1000.0)
 
 
 def observe_upstream(slot: Slot, bounds_ms: Sequence[float], upstream_ms: float,
