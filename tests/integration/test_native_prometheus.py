@@ -31,10 +31,14 @@ LINES = 4000
 BOUNDS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
 
 
+NATIVE_RULES = Path(__file__).resolve().parents[2] / "deploy/prometheus/native/logtaild-native-recording.yml"
+
+
 def _prometheus_config(tmp: Path, target: str) -> Path:
     path = tmp / "prometheus.yml"
     path.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(NATIVE_RULES)],
         "scrape_configs": [{"job_name": "logtaild", "static_configs": [{"targets": [target]}]}],
     }))
     return path
@@ -84,6 +88,41 @@ def test_histogram_quantile_on_the_native_series_matches_the_exact_quantiles(tmp
             assert abs(estimate / exact - 1) < 0.05, (q, estimate, exact)
         (total,) = prometheus.query(f'histogram_sum(sum({METRIC}{{route="/api"}}))')
         assert float(total["value"][1]) == pytest.approx(sum(latencies_ms) / 1000.0, rel=1e-9)
+
+
+def test_the_native_recording_rules_give_the_quantiles_of_the_window(tmp_path: Path) -> None:
+    """deploy/prometheus/native's rules over rate(...[5m]): the lines written after the series appeared."""
+    rng = random.Random(23)
+    log = tmp_path / "access.log"
+    log.write_text("")
+    config = {"files": [{"path": str(log), "format": "tsv"}], "native_histograms": {"schema": 4, "max_buckets": 0}}
+    early = [round(rng.lognormvariate(math.log(800), 0.3), 3) + 0.001 for _ in range(500)]
+    window = [round(rng.lognormvariate(math.log(30), 0.7), 3) + 0.001 for _ in range(3000)]
+    recorded = "instance_route:logtaild_http_request_duration_seconds:native_quantile_rate5m"
+    with _stack(tmp_path, config, "native-histograms") as (_daemon, prometheus):
+        def count_is(n: int) -> bool:
+            result = prometheus.query(f'histogram_count({METRIC}{{route="/api"}})')
+            return bool(result) and float(result[0]["value"][1]) == n
+        for batch, total in ((early, len(early)), (window, len(early) + len(window))):
+            with log.open("a") as out:
+                out.write("".join(f"10.0.0.1\tGET /api HTTP/1.1\t200\t512\t{ms}\n" for ms in batch))
+            wait_until(lambda n=total: count_is(n), 30, f"Prometheus to hold {total} requests")
+
+        def quantiles() -> dict[str, float] | None:
+            got = {row["metric"]["quantile"]: float(row["value"][1])
+                   for row in prometheus.query(f'{recorded}{{route="/api"}}')}
+            return got if len(got) == 3 and all(math.isfinite(v) for v in got.values()) else None
+        def settled() -> dict[str, float] | None:
+            # the rules run every second: once an evaluation has seen the last scrape, the window is all in
+            got = quantiles()
+            return got if got and abs(got["0.5"] / (_exact(window, 0.5) / 1000) - 1) < 0.05 else None
+        got = wait_until(settled, 30, "the recorded quantiles to cover the second batch")
+        for q in ("0.5", "0.95", "0.99"):
+            exact = _exact(window, float(q)) / 1000.0
+            assert abs(got[q] / exact - 1) < 0.05, (q, got[q], exact)
+        (mean,) = prometheus.query(
+            'instance_route:logtaild_http_request_duration_seconds:native_mean5m{route="/api"}')
+        assert float(mean["value"][1]) == pytest.approx(sum(window) / len(window) / 1000.0, rel=0.01)
 
 
 def test_exemplars_come_back_from_query_exemplars(tmp_path: Path) -> None:
