@@ -27,6 +27,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import add
 from typing import Any
 
 MIN_SCHEMA, MAX_SCHEMA = -4, 8
@@ -155,8 +156,34 @@ class NativeHistogram:
             self._reduce_to_limit()
 
     def merge(self, other: NativeHistogram) -> None:
-        """Add another histogram's counts (any schema)."""
-        self.add_counts(other.schema, dict(other.buckets()), other.zero)
+        """Add another histogram's counts (any schema).
+
+        At the same schema (the rule: a scrape adds up the slots of each series) the dense runs are
+        added as lists, without a call per bucket.
+        """
+        if other.schema != self.schema or not other.counts:
+            self.add_counts(other.schema, dict(other.buckets()), other.zero)
+            return
+        mine, theirs = self.counts, other.counts
+        if not mine:
+            start, merged = other.offset, list(theirs)
+        else:
+            start = min(self.offset, other.offset)
+            end = max(self.offset + len(mine), other.offset + len(theirs))
+            merged = [0] * (end - start)
+            for offset, run in ((self.offset, mine), (other.offset, theirs)):
+                at = offset - start
+                merged[at:at + len(run)] = map(add, merged[at:at + len(run)], run)
+        try:
+            self.counts = array("I", merged)
+        except OverflowError:
+            self.counts = array("Q", merged)
+        self.offset = start
+        self.populated = len(merged) - merged.count(0)
+        self.zero += other.zero
+        limit = self.spec.max_buckets
+        if limit and self.populated > limit:
+            self._reduce_to_limit()
 
     def _add(self, index: int, n: int) -> None:
         at = index - self.offset

@@ -228,3 +228,29 @@ def test_minus_exact_and_across_a_resolution_change() -> None:
     delta = hist.minus(older)  # older at schema 2 ({0: 2, 1: 1}) maps to {0: 2, 1: 1} at schema 0
     assert delta is not None and (delta.schema, delta.zero, list(delta.buckets())) == (0, 0, [(1, 3), (3, 1)])
     assert older.minus(hist) is None  # counts went down: started over
+
+
+def test_merge_at_the_same_schema_adds_the_dense_runs() -> None:
+    a, b = NativeHistogram(NativeSpec(schema=0)), NativeHistogram(NativeSpec(schema=0))
+    a.add_counts(0, {2: 1, 4: 2}, 1)
+    b.add_counts(0, {-1: 3, 4: 1, 9: 5}, 2)
+    a.merge(b)
+    assert (a.schema, a.zero, a.offset, a.populated) == (0, 3, -1, 4)
+    assert list(a.buckets()) == [(-1, 3), (2, 1), (4, 3), (9, 5)]
+    empty = NativeHistogram(NativeSpec(schema=0))
+    empty.merge(b)
+    assert list(empty.buckets()) == list(b.buckets()) and empty.populated == 3 and empty.zero == 2
+    big = NativeHistogram(NativeSpec(schema=0))
+    big.add_counts(0, {1: 0xFFFFFFFF}, 0)
+    big.merge(_one(1))
+    assert big.counts.typecode == "Q" and list(big.buckets()) == [(1, 2 ** 32)]
+    limited = NativeHistogram(NativeSpec(schema=0, max_buckets=2))
+    limited.add_counts(0, {1: 1, 2: 1}, 0)
+    limited.merge(_one(3))  # three buckets at schema 0; at -1: 1 and 2 -> 1, 3 -> 2
+    assert limited.schema == -1 and list(limited.buckets()) == [(1, 2), (2, 1)]
+
+
+def _one(index: int) -> NativeHistogram:
+    hist = NativeHistogram(NativeSpec(schema=0))
+    hist.add_counts(0, {index: 1}, 0)
+    return hist
