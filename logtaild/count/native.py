@@ -120,7 +120,7 @@ class NativeSpec:
 class NativeHistogram:
     """One histogram's native buckets: schema, zero bucket, and the dense run of bucket counts."""
 
-    __slots__ = ("spec", "schema", "zero", "offset", "counts", "populated")
+    __slots__ = ("spec", "schema", "zero", "offset", "counts", "populated", "frozen")
 
     def __init__(self, spec: NativeSpec) -> None:
         self.spec = spec
@@ -129,6 +129,8 @@ class NativeHistogram:
         self.offset = 0  # the index of counts[0]
         self.counts: array[int] = array("I")
         self.populated = 0  # buckets with a count > 0 (what the bucket limit counts)
+        #: shared with a snapshot: never changed again (slots.py's owner replaces it by a copy first)
+        self.frozen = False
 
     # ---- counting ---------------------------------------------------------------------------------
 
@@ -314,7 +316,8 @@ class NativeHistogram:
         other = NativeHistogram.__new__(NativeHistogram)
         other.spec, other.schema, other.zero = self.spec, self.schema, self.zero
         other.offset, other.populated = self.offset, self.populated
-        other.counts = array(self.counts.typecode, self.counts)
+        other.counts = self.counts[:]  # a slice of an array is one memcpy
+        other.frozen = False
         return other
 
     def __eq__(self, other: object) -> bool:

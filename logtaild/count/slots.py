@@ -18,6 +18,12 @@ use. A slot without latencies therefore costs one pointer more, and the numbers 
 The extension is recognised by its type (the numbers are ints and floats), so `merge_slot` needs no
 bounds; the readers here end at the numbers (they never hand the `Detail` out as a count).
 
+A copy (`copy_slot`, what a snapshot takes under the service's lock) shares the native histograms and
+marks them frozen instead of copying them: the live slot replaces a frozen histogram by a copy the
+next time it counts into it (`native_part`, and the TSV loops' batch), so a snapshot costs one object per
+slot and only histograms that change after it are copied, outside the scrape's time under the lock.
+Everything that counts into a slot's native histograms goes through `native_part` for that reason.
+
 Every number but the latency sum is an int at run time. The alias says `float` because one list holds
 both, and mypy's int-to-float promotion lets an int stand wherever a float is declared; the accessors
 that hand out counts as `int` convert explicitly.
@@ -59,10 +65,15 @@ class Detail:
         self.exemplars: list[Exemplar | None] | None = None  # one per classic request bucket
 
     def copy(self) -> Detail:
-        other = Detail()
-        other.native = self.native.copy() if self.native is not None else None
-        other.upstream = self.upstream.copy() if self.upstream is not None else None
-        other.exemplars = list(self.exemplars) if self.exemplars is not None else None
+        """A copy for a snapshot: the histograms shared and frozen (see the module docstring)."""
+        other = Detail.__new__(Detail)
+        native, upstream, exemplars = self.native, self.upstream, self.exemplars
+        if native is not None:
+            native.frozen = True
+        if upstream is not None:
+            upstream.frozen = True
+        other.native, other.upstream = native, upstream
+        other.exemplars = exemplars[:] if exemplars is not None else None
         return other
 
 
@@ -119,9 +130,9 @@ def is_detailed(slot: Slot) -> bool:
 def copy_slot(slot: Slot) -> Slot:
     """An independent copy (the numbers, and a copy of the extension's histograms and exemplars)."""
     copy = slot[:]
-    detail = _detail(slot)
-    if detail is not None:
-        copy[-1] = cast(float, detail.copy())
+    last: object = copy[-1]  # a number, None, or the Detail (a snapshot copies every slot: no cast() call)
+    if isinstance(last, Detail):
+        copy[-1] = last.copy()  # type: ignore[call-overload]  # the extension, as new_slot puts it
     return copy
 
 
@@ -153,7 +164,7 @@ def _native_pairs(pairs: Iterable[tuple[Slot, float]], spec: NativeSpec) -> Iter
     for slot, latency_ms in pairs:
         detail: Detail | None = slot[-1]  # type: ignore[assignment]  # (no cast(): a call per line)
         hist = detail.native if detail is not None else None
-        if hist is None:  # the slot's first latency: the extension and the histogram made once
+        if hist is None or hist.frozen:  # the first latency, or the first since a snapshot
             hist = native_part(slot, spec)
         yield hist, latency_ms / 1000.0
 
@@ -162,7 +173,7 @@ def observe_native(slot: Slot, spec: NativeSpec, latency_ms: float) -> None:
     """Count one latency into the slot's native request histogram (the classic part is the caller's)."""
     detail: Detail | None = slot[-1]  # type: ignore[assignment]  # (no cast(): a call per line)
     hist = detail.native if detail is not None else None
-    if hist is None:  # the slot's first latency: the extension and the histogram made once
+    if hist is None or hist.frozen:  # the first latency, or the first since a snapshot
         hist = native_part(slot, spec)
     hist.observe(latency_ms / 1000.0)
 
@@ -185,8 +196,8 @@ def native_part(slot: Slot, spec: NativeSpec, upstream: bool = False) -> NativeH
     """
     detail = _new_detail(slot)
     hist = detail.upstream if upstream else detail.native
-    if hist is None:
-        hist = NativeHistogram(spec)
+    if hist is None or hist.frozen:  # none yet, or shared with a snapshot: this slot's own from now on
+        hist = NativeHistogram(spec) if hist is None else hist.copy()
         if upstream:
             detail.upstream = hist
         else:

@@ -136,4 +136,28 @@ def test_the_aggregator_counts_native_buckets_in_its_tsv_loops_and_parser_path()
     snap = dict(agg.snapshot())
     agg.feed([b"1.2.3.4\tGET / HTTP/1.1\t200\t10\t3.0"])
     copied = slots.native_histogram(snap[("/", "GET", "200", ())])
-    assert copied is not None and copied.count() == 2 and hist.count() == 3
+    live = slots.native_histogram(agg.slots[("/", "GET", "200", ())])
+    assert copied is not None and live is not None and copied.count() == 2 and live.count() == 3
+    assert copied is hist and hist.frozen and live is not hist  # shared with the snapshot, then copied
+
+
+def test_a_snapshot_shares_the_histograms_and_the_live_slot_copies_before_counting() -> None:
+    bounds = [5.0, 100.0]
+    slot = slots.new_slot(bounds, upstream=True, detailed=True)
+    slots.observe(slot, bounds, 1, 3.0, SPEC)
+    slots.observe_upstream(slot, bounds, 2.0, SPEC)
+    slots.observe_exemplar(slot, bounds, 3.0, "ab", 1.0)
+    snap = slots.copy_slot(slot)
+    assert slots.native_histogram(snap) is slots.native_histogram(slot)  # shared: no copy under the lock
+    for count_more in (lambda: slots.observe(slot, bounds, 1, 3.0, SPEC),
+                       lambda: slots.observe_upstream(slot, bounds, 2.0, SPEC),
+                       lambda: slots.native_part(slot, SPEC).add_counts(3, {0: 5}, 0),
+                       lambda: slots.observe_natives([(slot, 3.0)], SPEC),
+                       lambda: slots.observe_exemplar(slot, bounds, 4.0, "cd", 2.0)):
+        count_more()
+        for upstream in (False, True):
+            frozen = slots.native_histogram(snap, upstream)
+            assert frozen is not None and frozen.count() == 1 and frozen.frozen
+    assert slots.exemplars(snap) == [("ab", 0.003, 1.0), None, None]
+    live = slots.native_histogram(slot)
+    assert live is not None and live.count() == 8 and not live.frozen
