@@ -9,6 +9,7 @@ and the tests hold both to the same bytes.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 from logtaild.export.exposition import Family, LabelCache, LabelText, render, to_float
@@ -22,7 +23,7 @@ from logtaild.export.promclient import (
     fast_format,
     write_to_textfile,
 )
-from logtaild.export.protobuf import encode, process_families
+from logtaild.export.protobuf import LabelBytes, encode, process_families
 from logtaild.export.snapshot import Labels, Snapshot
 
 
@@ -33,6 +34,10 @@ class LogtaildCollector:
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self._snapshot = snapshot
         self._labels = LabelCache()
+        # the protobuf scrapes' own label caches (recording: they need each new series' label set)
+        self._pb_labels = LabelCache(record=True)
+        self._pb_bytes = LabelBytes()
+        self._pb_lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         cache = LabelCache(record=True)
@@ -50,11 +55,26 @@ class LogtaildCollector:
         return render(families, openmetrics)
 
     def protobuf(self) -> list[bytes]:
-        """The families in the protobuf format (delimited MetricFamily messages), native buckets included."""
-        cache = LabelCache(record=True)
-        families = build(self._snapshot(), cache.scrape(), detail=True)
-        assert cache.labels_of is not None  # a recording cache always has it
-        return encode(families, cache.labels_of)
+        """The families in the protobuf format (delimited MetricFamily messages), native buckets included.
+
+        Label strings and serialized labels are cached between protobuf scrapes (one at a time, under
+        a lock of their own), as the text format's are.
+        """
+        snap = self._snapshot()
+        with self._pb_lock:
+            try:
+                return self._encode(snap)
+            except KeyError:  # a label string neither cache holds (never expected): start both afresh
+                self._pb_labels, self._pb_bytes = LabelCache(record=True), LabelBytes()
+                return self._encode(snap)
+
+    def _encode(self, snap: Snapshot) -> list[bytes]:
+        labels_of = self._pb_labels.labels_of
+        assert labels_of is not None  # a recording cache always has it
+        try:
+            return encode(build(snap, self._pb_labels.scrape(), detail=True), labels_of, self._pb_bytes)
+        finally:
+            labels_of.clear()  # the label sets noted are serialized now; the next scrape notes only new ones
 
 
 def _metric(family: Family, labels_of: dict[LabelText, Labels]) -> Metric:

@@ -111,9 +111,45 @@ def _histogram(into: pb.Histogram, value: HistogramValue) -> None:
             _exemplar(into.exemplars.add(), exemplar)
 
 
-def encode(families: Iterable[Family], labels_of: dict[LabelText, Labels]) -> list[bytes]:
+class LabelBytes:
+    """Each series' labels serialized once (`Metric.label` fields), kept between scrapes.
+
+    A scrape's label strings come from a recording `LabelCache` kept between scrapes too: it notes
+    (`labels_of`) only the label strings it renders anew, and those are serialized here; the rest were
+    serialized by an earlier scrape. Like the label cache, only what the last scrape used is kept.
+    """
+
+    def __init__(self) -> None:
+        self._bytes: dict[LabelText, bytes] = {}
+        self._used: dict[LabelText, bytes] = {}
+
+    def get(self, text: LabelText, labels_of: dict[LabelText, Labels]) -> bytes:
+        """The serialized labels of a label string (KeyError: neither known nor rendered this scrape)."""
+        found = self._used.get(text)
+        if found is None:
+            found = self._bytes.get(text)
+            if found is None:
+                metric = pb.Metric()
+                _labels(metric, labels_of[text])
+                found = metric.SerializeToString()
+            self._used[text] = found
+        return found
+
+    def finish(self) -> None:
+        """Keep what this scrape used, drop the rest."""
+        self._bytes, self._used = self._used, {}
+
+    def clear(self) -> None:
+        self._bytes, self._used = {}, {}
+
+
+def encode(families: Iterable[Family], labels_of: dict[LabelText, Labels],
+           cache: LabelBytes | None = None) -> list[bytes]:
     """The families as delimited MetricFamily messages, one piece each (`labels_of`: the label set of
-    every label string, as a recording `LabelCache` keeps them)."""
+    every label string rendered, as a recording `LabelCache` notes them; `cache`: labels serialized by
+    earlier scrapes). Each metric starts from its serialized labels (merged in, as protobuf parses
+    concatenated fields), so a series' labels are not rebuilt field by field at every scrape."""
+    labels = cache or LabelBytes()
     out: list[bytes] = []
     for family in families:
         message = pb.MetricFamily(name=family.name + "_total" if family.kind == "counter" else family.name,
@@ -121,17 +157,19 @@ def encode(families: Iterable[Family], labels_of: dict[LabelText, Labels]) -> li
         if family.kind == "histogram":
             for hist in family.histograms.values():
                 metric = message.metric.add()
-                _labels(metric, labels_of[hist.group.key])
+                metric.MergeFromString(labels.get(hist.group.key, labels_of))
                 _histogram(metric.histogram, hist)
         else:
+            counter = family.kind == "counter"
             for text, number in family.values.items():
                 metric = message.metric.add()
-                _labels(metric, labels_of[text])
-                if family.kind == "counter":
+                metric.MergeFromString(labels.get(text, labels_of))
+                if counter:
                     metric.counter.value = to_float(number)
                 else:
                     metric.gauge.value = to_float(number)
         out.append(delimited(message.SerializeToString()))
+    labels.finish()
     return out
 
 

@@ -230,3 +230,28 @@ def test_openmetrics_exemplars_are_prometheus_clients_byte_for_byte(spec: Native
     assert line.endswith(b' # {trace_id="%s"} 0.2786 1795342500.25' % TRACE.encode())
     text = b"".join(collector.exposition() or [])
     assert b"trace_id" not in text and text == generate_latest(registry)  # the text format has no exemplars
+
+
+def test_the_label_caches_follow_changing_series() -> None:
+    """Protobuf scrapes keep serialized labels between scrapes: new series, gone series, same bytes as fresh."""
+    bounds_ms = [b * 1000 for b in BOUNDS_S]
+    state = {"routes": ["/a", "/b"]}
+
+    def snap() -> Snapshot:
+        agg = Aggregator(RouteLimiter(), bounds_ms, native=SPEC)
+        agg.feed([f"1.1.1.1\tGET {route} HTTP/1.1\t200\t1\t{n}".encode()
+                  for n, route in enumerate(state["routes"], 1)])
+        return Snapshot([FileSnapshot("/t.log", {"env": "x"}, agg.snapshot(), BOUNDS_S, agg.lines, {},
+                                      StreamStats(), 2)], "v1")
+
+    registry = LogtaildRegistry(snap)
+    for routes in (["/a", "/b"], ["/a", "/b", "/c"], ["/c"], ["/d", "/a"]):
+        state["routes"] = routes
+        body = b"".join(registry.protobuf())
+        fresh = b"".join(LogtaildRegistry(snap).protobuf())
+        assert _ours(_from_protobuf(body)) == _ours(_from_protobuf(fresh))
+        pieces = registry.exposition(generate_latest)
+        assert pieces is not None and _ours(_from_protobuf(body)) == _ours(_from_text(b"".join(pieces).decode()))
+        requests = {dict(labels)["route"] for name, labels in _from_protobuf(body)
+                    if name == "logtaild_http_requests_total"}
+        assert requests == set(routes)
