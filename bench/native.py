@@ -86,6 +86,7 @@ def memory_per_series(ctx: Context, series: int) -> dict[str, Any]:
                              extra={"native_histograms": native})
         try:
             rss = status_kb(daemon.pid) / 1024
+            time.sleep(1.1)  # past the scrape cache's 1 s: load() has just scraped in this format
             text_s, text_bytes = _get(daemon.port, None)
             row: dict[str, Any] = {"rss_mb": round(rss, 1), "text_scrape_ms": round(text_s * 1000, 1),
                                    "text_bytes": text_bytes}
