@@ -79,18 +79,18 @@ class Detail:
 
 def _numbers(slot: Slot) -> int:
     """How many numbers the slot holds (all of it, or all but its extension)."""
-    last = cast(object, slot[-1])
+    last: object = slot[-1]  # (an annotation, not cast(): no call per slot)
     return len(slot) - 1 if last is None or isinstance(last, Detail) else len(slot)
 
 
 def _detail(slot: Slot) -> Detail | None:
-    last = cast(object, slot[-1])
+    last: object = slot[-1]
     return last if isinstance(last, Detail) else None
 
 
 def _new_detail(slot: Slot) -> Detail:
     """The slot's Detail, created on first use (the slot must be detailed: `new_slot(..., detailed=True)`)."""
-    last = cast(object, slot[-1])
+    last: object = slot[-1]
     if isinstance(last, Detail):
         return last
     assert last is None, "a slot without the extension"

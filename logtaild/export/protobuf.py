@@ -36,7 +36,8 @@ def wants_protobuf(accept: str) -> bool:
     proto_q, other_q = 0.0, 0.0
     for item in accept.split(","):
         media, *params = (part.strip() for part in item.split(";"))
-        options = dict(p.partition("=")[::2] for p in params)
+        options = {name.strip().lower(): value.strip().strip('"')
+                   for name, _eq, value in (p.partition("=") for p in params)}
         try:
             q = float(options.get("q", "1"))
         except ValueError:

@@ -255,3 +255,8 @@ def test_the_label_caches_follow_changing_series() -> None:
         requests = {dict(labels)["route"] for name, labels in _from_protobuf(body)
                     if name == "logtaild_http_requests_total"}
         assert requests == set(routes)
+
+
+def test_wants_protobuf_reads_quoted_and_spaced_parameters() -> None:
+    assert wants_protobuf('application/vnd.google.protobuf; proto="io.prometheus.client.MetricFamily"; '
+                          'encoding=delimited; q=0.9, text/plain; q=0.5')
