@@ -42,7 +42,8 @@ from urllib.parse import parse_qs
 
 from logtaild.count import slots as layout
 from logtaild.count.labels import printable
-from logtaild.count.latency import Timing, timings
+from logtaild.count.latency import Timing
+from logtaild.count.native import NativeHistogram
 from logtaild.count.window import format_qps
 from logtaild.export import charts
 from logtaild.export.history import FINE_SPAN, History, View, file_json, quantile, route_json
@@ -80,8 +81,10 @@ class _Sample:
     lines: dict[str, int] = field(default_factory=dict)
     # [requests, 5xx, per-bucket latency counts...] per (file, route)
     routes: dict[RouteKey, list[int]] = field(default_factory=dict)
-    # the latencies per (file, route), native buckets included: the percentiles and the mean
-    timings: dict[RouteKey, Timing] = field(default_factory=dict)
+    # latency sums (ms) and native buckets per (file, route): the mean and the percentiles (the ring
+    # holds several samples of every route: nothing the classic counts above already hold)
+    sums: dict[RouteKey, float] = field(default_factory=dict)
+    natives: dict[RouteKey, NativeHistogram] = field(default_factory=dict)
 
 
 def _reduce(snap: Snapshot, t: float) -> _Sample:
@@ -89,17 +92,26 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
     for file in snap.files:
         sample.lines[file.path] = file.lines
         buckets = len(file.bounds_s) + 1  # the request buckets (an upstream part may follow them)
+        sums, natives = sample.sums, sample.natives
         for (route, _method, status, _extra), slot in file.slots:
-            acc = sample.routes.get((file.path, route))
+            key = (file.path, route)
+            acc = sample.routes.get(key)
             if acc is None:
-                acc = sample.routes[file.path, route] = [0, 0] + [0] * layout.bucket_width(slot, buckets)
+                acc = sample.routes[key] = [0, 0] + [0] * layout.bucket_width(slot, buckets)
             requests = layout.count(slot)
             acc[0] += requests
             if status.startswith("5"):
                 acc[1] += requests
             for index, n in enumerate(layout.bucket_counts(slot, buckets), 2):
                 acc[index] += n
-        sample.timings.update(timings((((file.path, key[0]), slot) for key, slot in file.slots), buckets))
+            sums[key] = sums.get(key, 0.0) + layout.latency_sum_ms(slot)
+            hist = layout.native_histogram(slot)
+            if hist is not None:
+                have = natives.get(key)
+                if have is None:
+                    natives[key] = hist.copy()
+                else:
+                    have.merge(hist)
     return sample
 
 
@@ -205,14 +217,18 @@ class StatusBoard:
                objective: Objective) -> dict[str, Any]:
         now = fresh.routes[key]
         before = base.routes.get(key)
-        if before is None or any(b > n for b, n in zip(before, now)):
+        restart = before is None or any(b > n for b, n in zip(before, now))
+        if before is None or restart:
             before = [0] * len(now)  # new route (or counters started over): all of it is in the window
         delta = [n - b for n, b in zip(now, before)]
         requests, errors, buckets = delta[0], delta[1], delta[2:]
         timed = sum(buckets)
-        latency = fresh.timings.get(key)
-        (p50, p95, p99), mean = latency.minus(base.timings.get(key)).percentiles(bounds) if latency else (
-            [None] * 3, None)
+        native = fresh.natives.get(key)
+        older = None if restart else base.natives.get(key)
+        if native is not None and older is not None:
+            native = native.minus(older)  # None if it went down: the classic buckets then
+        latency = Timing(fresh.sums.get(key, 0.0) - (0.0 if restart else base.sums.get(key, 0.0)), buckets, native)
+        (p50, p95, p99), mean = latency.percentiles(bounds)
         slow = sum(n for index, n in enumerate(buckets)
                    if index >= len(bounds) or bounds[index] > objective.latency_threshold_s + 1e-9)
         error_ratio = errors / requests if requests else None
