@@ -347,7 +347,7 @@ class Aggregator:
         return self._new_series(self.limiter.series_key(admitted, method, status, labels, escaped=True), None)
 
     def snapshot(self) -> list[tuple[SlotKey, Slot]]:
-        """A copy of every slot, taken under the caller's lock (native histograms copied too)."""
+        """A copy of every slot, taken under the caller's lock (native histograms shared, frozen: slots.py)."""
         copy = copy_slot if self.detailed else list.copy
         return [(key, copy(slot)) for key, slot in self.slots.items()]
 
