@@ -81,10 +81,11 @@ class _Sample:
     lines: dict[str, int] = field(default_factory=dict)
     # [requests, 5xx, per-bucket latency counts...] per (file, route)
     routes: dict[RouteKey, list[int]] = field(default_factory=dict)
-    # latency sums (ms) and native buckets per (file, route): the mean and the percentiles (the ring
-    # holds several samples of every route: nothing the classic counts above already hold)
+    # latency sums (ms) and native histograms per (file, route): the mean and the percentiles. The
+    # histograms are the snapshot's own (frozen, never changed again: slots.py), merged per route only
+    # when a view asks, so a sample taken at a scrape costs no merging
     sums: dict[RouteKey, float] = field(default_factory=dict)
-    natives: dict[RouteKey, NativeHistogram] = field(default_factory=dict)
+    natives: dict[RouteKey, list[NativeHistogram]] = field(default_factory=dict)
 
 
 def _reduce(snap: Snapshot, t: float) -> _Sample:
@@ -107,12 +108,18 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
             sums[key] = sums.get(key, 0.0) + layout.latency_sum_ms(slot)
             hist = layout.native_histogram(slot)
             if hist is not None:
-                have = natives.get(key)
-                if have is None:
-                    natives[key] = hist.copy()
-                else:
-                    have.merge(hist)
+                natives.setdefault(key, []).append(hist if hist.frozen else hist.copy())
     return sample
+
+
+def _merged(hists: list[NativeHistogram] | None) -> NativeHistogram | None:
+    """A route's native histograms added up (a fresh one)."""
+    if not hists:
+        return None
+    total = hists[0].copy()
+    for hist in hists[1:]:
+        total.merge(hist)
+    return total
 
 
 def judge(requests: int, error_ratio: float | None, slow_ratio: float | None, p95: float | None,
@@ -223,8 +230,8 @@ class StatusBoard:
         delta = [n - b for n, b in zip(now, before)]
         requests, errors, buckets = delta[0], delta[1], delta[2:]
         timed = sum(buckets)
-        native = fresh.natives.get(key)
-        older = None if restart else base.natives.get(key)
+        native = _merged(fresh.natives.get(key))
+        older = None if restart else _merged(base.natives.get(key))
         if native is not None and older is not None:
             native = native.minus(older)  # None if it went down: the classic buckets then
         latency = Timing(fresh.sums.get(key, 0.0) - (0.0 if restart else base.sums.get(key, 0.0)), buckets, native)
