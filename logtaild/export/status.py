@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import secrets
 import threading
 import time
@@ -81,19 +82,21 @@ class _Sample:
     lines: dict[str, int] = field(default_factory=dict)
     # [requests, 5xx, per-bucket latency counts...] per (file, route)
     routes: dict[RouteKey, list[int]] = field(default_factory=dict)
-    # latency sums (ms) and native histograms per (file, route): the mean and the percentiles. The
-    # histograms are the snapshot's own (frozen, never changed again: slots.py), merged per route only
-    # when a view asks, so a sample taken at a scrape costs no merging
+    # latency sums (ms) per (file, route): the mean
     sums: dict[RouteKey, float] = field(default_factory=dict)
-    natives: dict[RouteKey, list[NativeHistogram]] = field(default_factory=dict)
+    # the native buckets per (file, route), merged, for the percentiles; only in samples taken while
+    # someone looks at the page or the JSON (`with_natives`): the ring holds several samples of every
+    # route, which is memory and a merge per slot nobody needs when nobody looks
+    with_natives: bool = False
+    natives: dict[RouteKey, NativeHistogram] = field(default_factory=dict)
 
 
-def _reduce(snap: Snapshot, t: float) -> _Sample:
-    sample = _Sample(t)
+def _reduce(snap: Snapshot, t: float, natives: bool = True) -> _Sample:
+    sample = _Sample(t, with_natives=natives)
     for file in snap.files:
         sample.lines[file.path] = file.lines
         buckets = len(file.bounds_s) + 1  # the request buckets (an upstream part may follow them)
-        sums, natives = sample.sums, sample.natives
+        sums, merged = sample.sums, sample.natives
         for (route, _method, status, _extra), slot in file.slots:
             key = (file.path, route)
             acc = sample.routes.get(key)
@@ -106,20 +109,14 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
             for index, n in enumerate(layout.bucket_counts(slot, buckets), 2):
                 acc[index] += n
             sums[key] = sums.get(key, 0.0) + layout.latency_sum_ms(slot)
-            hist = layout.native_histogram(slot)
+            hist = layout.native_histogram(slot) if natives else None
             if hist is not None:
-                natives.setdefault(key, []).append(hist if hist.frozen else hist.copy())
+                have = merged.get(key)
+                if have is None:
+                    merged[key] = hist.copy()
+                else:
+                    have.merge(hist)
     return sample
-
-
-def _merged(hists: list[NativeHistogram] | None) -> NativeHistogram | None:
-    """A route's native histograms added up (a fresh one)."""
-    if not hists:
-        return None
-    total = hists[0].copy()
-    for hist in hists[1:]:
-        total.merge(hist)
-    return total
 
 
 def judge(requests: int, error_ratio: float | None, slow_ratio: float | None, p95: float | None,
@@ -157,6 +154,7 @@ class StatusBoard:
         self._wall = wall
         self._lock = threading.Lock()
         self._ring: deque[_Sample] = deque()
+        self._viewed_at = -math.inf  # the last view of the page or the JSON
         self.sample()
 
     # ---- the ring ---------------------------------------------------------------------------------
@@ -169,7 +167,7 @@ class StatusBoard:
         """A fresh sample, the baseline it is compared with, and the snapshot; stores it when due."""
         snap = self._snapshot()
         now = self._clock()
-        fresh = _reduce(snap, now)
+        fresh = _reduce(snap, now, natives=now - self._viewed_at <= 2 * self.window)
         with self._lock:
             base = self._baseline(now) or fresh
             if not self._ring or now - self._ring[-1].t >= self.spacing:
@@ -190,6 +188,7 @@ class StatusBoard:
     def status(self) -> dict[str, Any]:
         """Everything both views show, as plain JSON-able data (routes as their label values, which
         were escaped when their series was created; no HTML escaping here)."""
+        self._viewed_at = self._clock()  # samples keep native buckets while someone looks (see _Sample)
         snap, fresh, base = self.sample()
         span = fresh.t - base.t
         wall = self._wall()
@@ -230,10 +229,13 @@ class StatusBoard:
         delta = [n - b for n, b in zip(now, before)]
         requests, errors, buckets = delta[0], delta[1], delta[2:]
         timed = sum(buckets)
-        native = _merged(fresh.natives.get(key))
-        older = None if restart else _merged(base.natives.get(key))
-        if native is not None and older is not None:
-            native = native.minus(older)  # None if it went down: the classic buckets then
+        native = fresh.natives.get(key)
+        if native is not None and not restart:
+            older = base.natives.get(key)
+            if older is not None:
+                native = native.minus(older)  # None if it went down: the classic buckets then
+            elif not base.with_natives or base.routes.get(key, [0, 0])[2:] != [0] * len(buckets):
+                native = None  # the baseline kept no native buckets (nobody looked): the classic ones
         latency = Timing(fresh.sums.get(key, 0.0) - (0.0 if restart else base.sums.get(key, 0.0)), buckets, native)
         (p50, p95, p99), mean = latency.percentiles(bounds)
         slow = sum(n for index, n in enumerate(buckets)

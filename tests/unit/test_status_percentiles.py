@@ -98,3 +98,27 @@ def test_timing_difference_and_counter_restarts() -> None:
     assert older.minus(newer) is older  # went down: the counters started over, all of it counts
     assert Timing(0.0, [0] * 9).percentiles(BOUNDS_S) == ([None, None, None], None)
     assert classic_quantile(0.5, [0.1], [0, 4]) == 0.1
+
+
+def test_samples_keep_native_buckets_only_while_someone_looks() -> None:
+    service, clock = Service(SPEC), FakeClock(100.0)
+    board = StatusBoard(service.snapshot, window=30.0, spacing=5.0, clock=clock, wall=lambda: 1.0)
+    for _ in range(6):  # scrapes only: samples without native buckets
+        service.feed("/api", [20.0] * 10)
+        clock.now += 5
+        board.sample()
+    assert board._ring and not any(sample.natives or sample.with_natives for sample in board._ring)
+    service.feed("/api", [20.0] * 10)
+    clock.now += 5
+    (route,) = board.status()["routes"]  # the first view: its baseline has none, the classic buckets then
+    assert route["p50_seconds"] == pytest.approx(0.01 + 0.015 * 0.5)  # linear in (0.01, 0.025]
+    for _ in range(7):  # the page refreshes every 5 s: after a window, its baseline has them too
+        service.feed("/api", [20.0] * 10)
+        clock.now += 5
+        (route,) = board.status()["routes"]
+    assert 0.02 / growth_factor(3) <= route["p50_seconds"] <= 0.02 * growth_factor(3)
+    clock.now += 300
+    for _ in range(20):
+        clock.now += 5
+        board.sample()
+    assert not board._ring[-1].natives  # nobody looked for a while: no native buckets kept again
