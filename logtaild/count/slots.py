@@ -18,11 +18,12 @@ use. A slot without latencies therefore costs one pointer more, and the numbers 
 The extension is recognised by its type (the numbers are ints and floats), so `merge_slot` needs no
 bounds; the readers here end at the numbers (they never hand the `Detail` out as a count).
 
-A copy (`copy_slot`, what a snapshot takes under the service's lock) shares the native histograms and
-marks them frozen instead of copying them: the live slot replaces a frozen histogram by a copy the
-next time it counts into it (`native_part`, and the TSV loops' batch), so a snapshot costs one object per
-slot and only histograms that change after it are copied, outside the scrape's time under the lock.
-Everything that counts into a slot's native histograms goes through `native_part` for that reason.
+A copy (`copy_slot`, what a snapshot takes under the service's lock) shares the slot's `Detail` and
+marks it and its histograms frozen instead of copying them: the live slot replaces a frozen detail by
+its own (`_new_detail`) and a frozen histogram by a copy (`native_part`) the next time it counts into
+them, so a snapshot allocates nothing per slot, and only what changes after it is copied, outside the
+scrape's time under the lock. Everything that counts into a slot's extension goes through
+`native_part`, `_new_detail` or the TSV batch (`observe_natives`), which check for that.
 
 Every number but the latency sum is an int at run time. The alias says `float` because one list holds
 both, and mypy's int-to-float promotion lets an int stand wherever a float is declared; the accessors
@@ -57,23 +58,28 @@ Exemplar = tuple[str, float, float]
 class Detail:
     """The last element of a detailed slot once it has a latency: native histograms and exemplars."""
 
-    __slots__ = ("native", "upstream", "exemplars")
+    __slots__ = ("native", "upstream", "exemplars", "frozen")
 
     def __init__(self) -> None:
         self.native: NativeHistogram | None = None
         self.upstream: NativeHistogram | None = None
         self.exemplars: list[Exemplar | None] | None = None  # one per classic request bucket
+        self.frozen = False  # shared with a snapshot: never changed again (see the module docstring)
 
-    def copy(self) -> Detail:
-        """A copy for a snapshot: the histograms shared and frozen (see the module docstring)."""
+    def freeze(self) -> None:
+        """Share this detail (and its histograms) with a snapshot: from now on it is only read."""
+        self.frozen = True
+        if self.native is not None:
+            self.native.frozen = True
+        if self.upstream is not None:
+            self.upstream.frozen = True
+
+    def thawed(self) -> Detail:
+        """The live slot's own detail after a freeze: the histograms still shared (frozen: each is
+        copied when next counted into), the exemplars copied (they change in place)."""
         other = Detail.__new__(Detail)
-        native, upstream, exemplars = self.native, self.upstream, self.exemplars
-        if native is not None:
-            native.frozen = True
-        if upstream is not None:
-            upstream.frozen = True
-        other.native, other.upstream = native, upstream
-        other.exemplars = exemplars[:] if exemplars is not None else None
+        other.native, other.upstream, other.frozen = self.native, self.upstream, False
+        other.exemplars = self.exemplars[:] if self.exemplars is not None else None
         return other
 
 
@@ -92,6 +98,10 @@ def _new_detail(slot: Slot) -> Detail:
     """The slot's Detail, created on first use (the slot must be detailed: `new_slot(..., detailed=True)`)."""
     last: object = slot[-1]
     if isinstance(last, Detail):
+        if last.frozen:  # shared with a snapshot: this slot's own from now on
+            thawed = last.thawed()
+            slot[-1] = thawed  # type: ignore[call-overload]  # the extension, as new_slot puts it
+            return thawed
         return last
     assert last is None, "a slot without the extension"
     detail = Detail()
@@ -132,7 +142,7 @@ def copy_slot(slot: Slot) -> Slot:
     copy = slot[:]
     last: object = copy[-1]  # a number, None, or the Detail (a snapshot copies every slot: no cast() call)
     if isinstance(last, Detail):
-        copy[-1] = last.copy()  # type: ignore[call-overload]  # the extension, as new_slot puts it
+        last.freeze()  # shared, not copied: no allocation per slot under the lock
     return copy
 
 
