@@ -4,7 +4,7 @@
   lognormal latencies around 40 ms, so each histogram populates about as many native buckets as a real
   route does), with `native_histograms` on (schema 3, the default) and off: RSS, and RSS per series as
   the difference over N; the same measured in-process with tracemalloc on an Aggregator fed the same
-  lines (the slots alone, without the interpreter's noise); one text and one protobuf scrape's time and size.
+  lines (the slots alone, without the interpreter's noise); text and protobuf scrapes' time (median of 5) and size.
 - catch-up: `logtaild --once` over the main bench log, pinned to one CPU, native on and off,
   interleaved `reps` times: median wall time and lines/s.
 """
@@ -30,6 +30,7 @@ from bench.procs import run_timed, status_kb
 
 PROTOBUF = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
 STATUSES = ("200", "301", "404", "500", "503")
+SCRAPES = 5  # per format and variant, median
 
 
 def spread_series_file(path: Path, series: int, per_series: int = 60, seed: int = 1) -> int:
@@ -86,13 +87,17 @@ def memory_per_series(ctx: Context, series: int) -> dict[str, Any]:
                              extra={"native_histograms": native})
         try:
             rss = status_kb(daemon.pid) / 1024
-            time.sleep(1.1)  # past the scrape cache's 1 s: load() has just scraped in this format
-            text_s, text_bytes = _get(daemon.port, None)
-            row: dict[str, Any] = {"rss_mb": round(rss, 1), "text_scrape_ms": round(text_s * 1000, 1),
-                                   "text_bytes": text_bytes}
-            if native:
-                proto_s, proto_bytes = _get(daemon.port, PROTOBUF)
-                row.update(protobuf_scrape_ms=round(proto_s * 1000, 1), protobuf_bytes=proto_bytes)
+            row: dict[str, Any] = {"rss_mb": round(rss, 1)}
+            for name, accept in (("text", None), ("protobuf", PROTOBUF if native else None)):
+                if name == "protobuf" and not native:
+                    continue
+                times = []
+                for _ in range(SCRAPES):
+                    time.sleep(1.1)  # past the scrape cache's 1 s: each scrape renders
+                    took, size = _get(daemon.port, accept)
+                    times.append(took)
+                row[f"{name}_scrape_ms"] = round(statistics.median(times) * 1000, 1)
+                row[f"{name}_bytes"] = size
             row["rss_after_scrapes_mb"] = round(status_kb(daemon.pid) / 1024, 1)
         finally:
             daemon.stop()
