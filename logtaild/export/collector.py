@@ -9,20 +9,26 @@ and the tests hold both to the same bytes.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from itertools import chain
+from typing import TYPE_CHECKING
 
 from logtaild.export.exposition import Family, LabelCache, LabelText, render, to_float
 from logtaild.export.families import build
 from logtaild.export.promclient import (
     CollectorRegistry,
     Encoder,
+    Exemplar,
     Metric,
     ProcessCollector,
     fast_format,
     write_to_textfile,
 )
 from logtaild.export.snapshot import Labels, Snapshot
+
+if TYPE_CHECKING:  # the module itself on the first protobuf scrape: see negotiation.py
+    from logtaild.export.protobuf import LabelBytes
 
 
 class LogtaildCollector:
@@ -32,10 +38,14 @@ class LogtaildCollector:
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self._snapshot = snapshot
         self._labels = LabelCache()
+        # the protobuf scrapes' own label caches (recording: they need each new series' label set)
+        self._pb_labels = LabelCache(record=True)
+        self._pb_bytes: LabelBytes | None = None  # made by the first protobuf scrape
+        self._pb_lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         cache = LabelCache(record=True)
-        families = build(self._snapshot(), cache.scrape())
+        families = build(self._snapshot(), cache.scrape(), detail=True)
         assert cache.labels_of is not None  # a recording cache always has it
         yield from (_metric(family, cache.labels_of) for family in families)
 
@@ -43,10 +53,38 @@ class LogtaildCollector:
         """What prometheus-client's text format (or OpenMetrics, without `# EOF`) makes of `collect()`,
         byte for byte once joined (tests/unit/test_exporter_text.py); None if `any_names` is False and
         a label name is outside the legacy set (the escaping scheme would rewrite it)."""
-        families = build(self._snapshot(), self._labels.scrape())
+        families = build(self._snapshot(), self._labels.scrape(), detail=openmetrics)
         if not any_names and self._labels.odd_names:
             return None
         return render(families, openmetrics)
+
+    def protobuf(self) -> list[bytes]:
+        """The families in the protobuf format (delimited MetricFamily messages), native buckets included.
+
+        Label strings and serialized labels are cached between protobuf scrapes (one at a time, under
+        a lock of their own), as the text format's are.
+        """
+        from logtaild.export.protobuf import LabelBytes  # here: see negotiation.py
+
+        snap = self._snapshot()
+        with self._pb_lock:
+            if self._pb_bytes is None:
+                self._pb_bytes = LabelBytes()
+            try:
+                return self._encode(snap, self._pb_bytes)
+            except KeyError:  # a label string neither cache holds (never expected): start both afresh
+                self._pb_labels, self._pb_bytes = LabelCache(record=True), LabelBytes()
+                return self._encode(snap, self._pb_bytes)
+
+    def _encode(self, snap: Snapshot, label_bytes: LabelBytes) -> list[bytes]:
+        from logtaild.export.protobuf import encode
+
+        labels_of = self._pb_labels.labels_of
+        assert labels_of is not None  # a recording cache always has it
+        try:
+            return encode(build(snap, self._pb_labels.scrape(), detail=True), labels_of, label_bytes)
+        finally:
+            labels_of.clear()  # the label sets noted are serialized now; the next scrape notes only new ones
 
 
 def _metric(family: Family, labels_of: dict[LabelText, Labels]) -> Metric:
@@ -59,8 +97,10 @@ def _metric(family: Family, labels_of: dict[LabelText, Labels]) -> Metric:
         return metric
     for hist in family.histograms.values():
         labels = labels_of[hist.group.key]
-        for le, n in zip(hist.les, hist.counts):
-            metric.add_sample(family.name + "_bucket", {**labels, "le": le}, to_float(n))
+        exemplars = hist.exemplars or [None] * len(hist.les)
+        for le, n, ex in zip(hist.les, hist.counts, exemplars):
+            metric.add_sample(family.name + "_bucket", {**labels, "le": le}, to_float(n),
+                              exemplar=None if ex is None else Exemplar({"trace_id": ex[0]}, ex[1], ex[2]))
         metric.add_sample(family.name + "_count", labels, to_float(hist.counts[-1]))
         metric.add_sample(family.name + "_sum", labels, to_float(hist.sum_s))
     return metric
@@ -93,6 +133,16 @@ class LogtaildRegistry(CollectorRegistry):
     def _process_part(self, encoder: Encoder) -> Iterator[bytes]:
         """process_* (and OpenMetrics' `# EOF`), rendered once the chunks before them are consumed."""
         yield encoder(self._process)
+
+    def protobuf(self) -> list[bytes]:
+        """The whole registry in the protobuf format (delimited MetricFamily messages), process_* last."""
+        from logtaild.export.protobuf import encode, process_families  # here: see negotiation.py
+
+        labels_of: dict[LabelText, Labels] = {}
+        process = process_families(
+            [(m.name, m.type, m.documentation, [(s.name, s.labels, s.value) for s in m.samples])
+             for m in self._process.collect()], labels_of)
+        return self.collector.protobuf() + encode(process, labels_of)
 
 
 def build_registry(snapshot: Callable[[], Snapshot]) -> LogtaildRegistry:

@@ -1,14 +1,15 @@
 """The HTTP side: the WSGI app (`make_app`: /metrics and the other pages) and `serve`, which runs it.
 
-/metrics is answered from `LogtaildRegistry.exposition` (the fast renderer) whenever it can write what
-prometheus-client's content negotiation picked, and by prometheus-client's own app otherwise. Scrapes
-share their rendering: concurrent or close scrapes (within `SCRAPE_TTL`) that negotiated the same
-format get the same body, rendered once, so a thousand clients released at once cost one rendering,
-not a thousand. A rendering is kept gzip-compressed only (`Rendering`): a client that takes gzip gets it
-as it is, any other gets it decompressed as it is sent, a chunk at a time, so the process never holds
-an uncompressed body (14 MB at 20,000 series) nor the pieces it was made of. Only GET and HEAD are
-served (405 otherwise). The server itself, its limits
-and TLS are export/http.py's.
+/metrics is answered in the protobuf format (`LogtaildRegistry.protobuf`, native histograms) when the
+scraper's Accept prefers it (export/negotiation.py, export/protobuf.py), else from
+`LogtaildRegistry.exposition` (the fast renderer) whenever it can write what prometheus-client's
+content negotiation picked, and by prometheus-client's own app otherwise. Scrapes share their
+rendering: concurrent or close scrapes (within `SCRAPE_TTL`) that negotiated the same format get the
+same body, rendered once, so a thousand clients released at once cost one rendering, not a thousand.
+A rendering is kept gzip-compressed only (`Rendering`): a client that takes gzip gets it as it is, any
+other gets it decompressed as it is sent, a chunk at a time, so the process never holds an
+uncompressed body (14 MB at 20,000 series) nor the pieces it was made of. Only GET and HEAD are served
+(405 otherwise). The server itself, its limits and TLS are export/http.py's.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from urllib.parse import parse_qs
 from logtaild import heap
 from logtaild.export import http
 from logtaild.export.collector import LogtaildRegistry
+from logtaild.export.negotiation import CONTENT_TYPE as PROTOBUF
+from logtaild.export.negotiation import wants_protobuf
 from logtaild.export.promclient import CollectorRegistry, choose_encoder, gzip_accepted, make_wsgi_app
 
 Page = Callable[[], tuple[str, str, bytes]]  # -> (status line, content type, body)
@@ -66,8 +69,14 @@ def make_app(registry: CollectorRegistry, pages: dict[str, Page], scrape_ttl: fl
     def scrape(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rendering, content_type = None, ""
         if fast is not None and "name[]" not in parse_qs(environ.get("QUERY_STRING", "")):
-            encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-            rendering = cache.get(content_type, lambda: render(encoder))
+            accept = environ.get("HTTP_ACCEPT", "")
+            if wants_protobuf(accept):
+                assert isinstance(registry, LogtaildRegistry)  # as `fast` is set
+                content_type, protobuf = PROTOBUF, registry.protobuf
+                rendering = cache.get(PROTOBUF, lambda: Rendering.of(protobuf()))
+            else:
+                encoder, content_type = choose_encoder(accept)
+                rendering = cache.get(content_type, lambda: render(encoder))
         if rendering is None:
             with fallback_lock:
                 return list(metrics(environ, start_response))
