@@ -546,6 +546,14 @@ def compile_format(server: str, text: str, *, upstream_field: str | None = None,
 
 def combined_preset(latency_unit: str | None = None, label_fields: Mapping[str, str] | None = None,
                     max_label_values: int = DEFAULT_MAX_VALUES) -> Parser:
-    """The `combined` format's parser, from the preset string."""
-    return CompiledFormat("apache", COMBINED, trailing=True).parser(
+    """The `combined` format's parser, from the preset string.
+
+    Without label fields it names the compiled core's scanner for it (`core_format`: the format and
+    the trailing request time's unit as a multiplier to ms, None when not read), which counts the
+    lines this parser would give the same verdict for (see _scan.h).
+    """
+    parse = CompiledFormat("apache", COMBINED, trailing=True).parser(
         latency_unit=latency_unit, label_fields=label_fields, max_label_values=max_label_values)
+    if not label_fields:
+        setattr(parse, "core_format", ("combined", LATENCY_SCALES[latency_unit] if latency_unit else None))  # noqa: B010
+    return parse

@@ -1,0 +1,542 @@
+/* logtaild.count._core: the compiled counting core (see core.py, its one importer).
+ *
+ * A `Counter` belongs to one Aggregator. It holds a bounded table from raw keys (the bytes of a line that
+ * decide its labels) and path keys (method, path with ids replaced, status) to the Python slot lists
+ * Python chose for them. `scan(lines, start)` counts lines whose key the table knows into per-entry
+ * deltas and stops at the first line it cannot count, returning its index and raw key (None when the
+ * line is outside the scanner's exact subset): Python decides that line and `bind`s the key to the slot
+ * it chose. `flush()` adds the deltas into the slot lists, so slots.py's layout and every reader of it
+ * stay as they are. The table holds at most COUNTER_ENTRIES entries and COUNTER_KEY_BYTES key bytes; when
+ * either is full it is flushed and emptied (the keys still in use come back through Python at once).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "_scan.h"
+
+#define COUNTER_ENTRIES 65536
+#define COUNTER_KEY_BYTES (4u << 20)
+#define COUNTER_MAX_BUCKETS 256
+/* slots.py's layout: [count, bytes, latency_sum_ms, buckets...] */
+#define BUCKETS_AT 3
+
+enum { KIND_RAW = 0, KIND_PATH = 1 };
+enum { FORMAT_TSV = 0, FORMAT_COMBINED = 1 };
+
+static uint64_t hash_k0, hash_k1;
+
+typedef struct {
+    uint64_t hash;
+    uint32_t keyoff;
+    uint16_t keylen;
+    uint8_t kind;
+    int32_t delta;   /* index into the delta pool, -1 when untouched since the last flush */
+    PyObject *slot;  /* owned reference to the Python slot list */
+} entry;
+
+typedef struct {
+    int64_t count;
+    uint64_t bytes;
+    int64_t lat_n;
+    double lat_sum;
+    int64_t buckets[];
+} delta;
+
+typedef struct {
+    PyObject_HEAD
+    int format;
+    int ids;
+    double lat_scale;
+    Py_ssize_t nbounds;
+    double *bounds;
+    entry *entries;
+    uint32_t nentries, entries_cap;
+    uint32_t *index;  /* open addressing: entry number + 1, 0 empty */
+    uint32_t index_mask;
+    ls_uc *keys;
+    size_t keys_used, keys_cap;
+    unsigned char *pool;  /* deltas of the entries touched since the last flush */
+    size_t pool_stride;
+    uint32_t pool_used, pool_cap;
+    uint32_t *touched;
+    uint64_t counted, clears;
+} Counter;
+
+static size_t delta_size(Py_ssize_t nbounds) { return sizeof(delta) + (size_t)(nbounds + 1) * sizeof(int64_t); }
+
+static delta *pool_at(Counter *self, int32_t i) { return (delta *)(self->pool + (size_t)i * self->pool_stride); }
+
+static uint64_t key_hash(int kind, const ls_uc *key, size_t len)
+{
+    return ls_siphash13(hash_k0 ^ (uint64_t)kind, hash_k1, key, len);
+}
+
+static entry *lookup(Counter *self, int kind, const ls_uc *key, size_t len, uint64_t h)
+{
+    if (self->index == NULL) return NULL;
+    uint32_t i = (uint32_t)h & self->index_mask;
+    for (;;) {
+        uint32_t slot = self->index[i];
+        if (slot == 0) return NULL;
+        entry *e = &self->entries[slot - 1];
+        if (e->hash == h && e->kind == kind && e->keylen == len && memcmp(self->keys + e->keyoff, key, len) == 0)
+            return e;
+        i = (i + 1) & self->index_mask;
+    }
+}
+
+/* Add one entry's delta into its slot list. */
+static int flush_entry(Counter *self, entry *e)
+{
+    delta *d = pool_at(self, e->delta);
+    PyObject *slot = e->slot;
+    Py_ssize_t need = BUCKETS_AT + self->nbounds + 1;
+    if (!PyList_Check(slot) || PyList_GET_SIZE(slot) < need) {
+        PyErr_SetString(PyExc_RuntimeError, "a bound slot is no longer a slot list");
+        return -1;
+    }
+    struct { Py_ssize_t at; PyObject *value; } adds[3 + COUNTER_MAX_BUCKETS + 1];
+    int nadds = 0;
+    adds[nadds].at = 0;
+    adds[nadds++].value = PyLong_FromLongLong(d->count);
+    adds[nadds].at = 1;
+    adds[nadds++].value = PyLong_FromUnsignedLongLong(d->bytes);
+    if (d->lat_n) {
+        adds[nadds].at = 2;
+        adds[nadds++].value = PyFloat_FromDouble(d->lat_sum);
+        for (Py_ssize_t b = 0; b <= self->nbounds; b++) {
+            if (d->buckets[b]) {
+                adds[nadds].at = BUCKETS_AT + b;
+                adds[nadds++].value = PyLong_FromLongLong(d->buckets[b]);
+            }
+        }
+    }
+    int rc = 0;
+    for (int k = 0; k < nadds; k++) {
+        PyObject *value = adds[k].value;
+        if (value == NULL || rc < 0) {
+            rc = -1;
+            Py_XDECREF(value);
+            continue;
+        }
+        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(slot, adds[k].at), value);
+        Py_DECREF(value);
+        if (sum == NULL) {
+            rc = -1;
+            continue;
+        }
+        PyList_SetItem(slot, adds[k].at, sum);  /* steals sum, releases the old value */
+    }
+    memset(d, 0, self->pool_stride);
+    return rc;
+}
+
+static int flush_all(Counter *self)
+{
+    int rc = 0;
+    for (uint32_t t = 0; t < self->pool_used; t++) {
+        entry *e = &self->entries[self->touched[t]];
+        if (flush_entry(self, e) < 0) rc = -1;
+        e->delta = -1;
+    }
+    self->pool_used = 0;
+    return rc;
+}
+
+/* Empty the table (after a flush): the slot references are released, the memory kept. */
+static void clear_table(Counter *self)
+{
+    for (uint32_t i = 0; i < self->nentries; i++) Py_CLEAR(self->entries[i].slot);
+    self->nentries = 0;
+    self->keys_used = 0;
+    self->pool_used = 0;
+    if (self->index) memset(self->index, 0, ((size_t)self->index_mask + 1) * sizeof(uint32_t));
+    self->clears++;
+}
+
+static int grow_index(Counter *self, uint32_t cap)
+{
+    uint32_t *index = PyMem_Calloc(cap, sizeof(uint32_t));
+    if (index == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (uint32_t n = 0; n < self->nentries; n++) {
+        uint32_t i = (uint32_t)self->entries[n].hash & (cap - 1);
+        while (index[i]) i = (i + 1) & (cap - 1);
+        index[i] = n + 1;
+    }
+    PyMem_Free(self->index);
+    self->index = index;
+    self->index_mask = cap - 1;
+    return 0;
+}
+
+/* A new entry for a key the table lacks; flushes and empties the table first when it is full. */
+static entry *insert(Counter *self, int kind, const ls_uc *key, size_t len, PyObject *slot)
+{
+    if (len > 0xffff) return NULL;
+    if (self->nentries >= COUNTER_ENTRIES || self->keys_used + len > COUNTER_KEY_BYTES) {
+        if (flush_all(self) < 0) return NULL;
+        clear_table(self);
+    }
+    if (self->index == NULL || (size_t)(self->nentries + 1) * 2 > (size_t)self->index_mask + 1) {
+        if (grow_index(self, self->index ? (self->index_mask + 1) * 2 : 1024) < 0) return NULL;
+    }
+    if (self->nentries == self->entries_cap) {
+        uint32_t cap = self->entries_cap ? self->entries_cap * 2 : 256;
+        entry *entries = PyMem_Realloc(self->entries, cap * sizeof(entry));
+        uint32_t *touched = PyMem_Realloc(self->touched, cap * sizeof(uint32_t));
+        if (entries) self->entries = entries;
+        if (touched) self->touched = touched;
+        if (!entries || !touched) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->entries_cap = cap;
+    }
+    if (self->keys_used + len > self->keys_cap) {
+        size_t cap = self->keys_cap ? self->keys_cap : 65536;
+        while (cap < self->keys_used + len) cap *= 2;
+        ls_uc *keys = PyMem_Realloc(self->keys, cap);
+        if (keys == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        self->keys = keys;
+        self->keys_cap = cap;
+    }
+    uint64_t h = key_hash(kind, key, len);
+    entry *e = &self->entries[self->nentries];
+    e->hash = h;
+    e->keyoff = (uint32_t)self->keys_used;
+    e->keylen = (uint16_t)len;
+    e->kind = (uint8_t)kind;
+    e->delta = -1;
+    Py_INCREF(slot);
+    e->slot = slot;
+    memcpy(self->keys + self->keys_used, key, len);
+    self->keys_used += len;
+    uint32_t i = (uint32_t)h & self->index_mask;
+    while (self->index[i]) i = (i + 1) & self->index_mask;
+    self->index[i] = ++self->nentries;
+    return e;
+}
+
+static delta *touch(Counter *self, entry *e)
+{
+    if (e->delta >= 0) return pool_at(self, e->delta);
+    if (self->pool_used == self->pool_cap) {
+        uint32_t cap = self->pool_cap ? self->pool_cap * 2 : 64;
+        unsigned char *pool = PyMem_Realloc(self->pool, (size_t)cap * self->pool_stride);
+        if (pool == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memset(pool + (size_t)self->pool_cap * self->pool_stride, 0, (size_t)(cap - self->pool_cap) * self->pool_stride);
+        self->pool = pool;
+        self->pool_cap = cap;
+    }
+    e->delta = (int32_t)self->pool_used;
+    self->touched[self->pool_used++] = (uint32_t)(e - self->entries);
+    return pool_at(self, e->delta);
+}
+
+/* Count one line into its entry's delta; -1 with an exception set. */
+static int count_line(Counter *self, entry *e, const ls_line *ln)
+{
+    delta *d = touch(self, e);
+    if (d == NULL) return -1;
+    uint64_t bytes;
+    if (d->count == INT64_MAX || __builtin_add_overflow(d->bytes, ln->size, &bytes)) {
+        if (flush_entry(self, e) < 0) return -1;  /* the delta restarts from zero, the slot holds the sum */
+        bytes = ln->size;
+    }
+    d->count++;
+    d->bytes = bytes;
+    if (ln->has_lat) {
+        Py_ssize_t b = 0;
+        while (b < self->nbounds && self->bounds[b] < ln->lat) b++;  /* bisect_left */
+        d->lat_n++;
+        d->lat_sum += ln->lat;
+        d->buckets[b]++;
+    }
+    self->counted++;
+    return 0;
+}
+
+static int scan_one(Counter *self, const ls_uc *p, size_t n, ls_line *ln)
+{
+    return self->format == FORMAT_TSV ? ls_scan_tsv(p, n, ln) : ls_scan_combined(p, n, self->lat_scale, ln);
+}
+
+/* Counter.scan(lines, start) -> (index, raw key or None): counts from `start` to the first line it cannot
+ * count (len(lines) when it counted them all). */
+static PyObject *Counter_scan(Counter *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan(lines: list[bytes], start: int)");
+        return NULL;
+    }
+    PyObject *lines = args[0];
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    if (i < 0) i = 0;
+    ls_uc pathkey[LS_PATH_KEY_MAX];
+    for (; i < PyList_GET_SIZE(lines); i++) {
+        PyObject *item = PyList_GET_ITEM(lines, i);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "lines must be bytes");
+            return NULL;
+        }
+        const ls_uc *p = (const ls_uc *)PyBytes_AS_STRING(item);
+        size_t n = (size_t)PyBytes_GET_SIZE(item);
+        ls_line ln;
+        memset(&ln, 0, sizeof ln);
+        if (scan_one(self, p, n, &ln) != LS_KEY) return Py_BuildValue("(nO)", i, Py_None);
+        entry *e = NULL;
+        if (ln.values_ok) {
+            e = lookup(self, KIND_RAW, ln.key, ln.keylen, key_hash(KIND_RAW, ln.key, ln.keylen));
+            if (e == NULL) {
+                size_t split = 0, pklen;
+                const ls_uc *sep = memchr(ln.key, self->format == FORMAT_TSV ? '\t' : '"', ln.keylen);
+                if (sep) split = (size_t)(sep - ln.key);
+                size_t skip = self->format == FORMAT_TSV ? 1 : 2;
+                if (sep && split + skip <= ln.keylen &&
+                    ls_path_key(ln.key, split, ln.key + split + skip, ln.keylen - split - skip, self->ids,
+                                pathkey, &pklen))
+                    e = lookup(self, KIND_PATH, pathkey, pklen, key_hash(KIND_PATH, pathkey, pklen));
+            }
+        }
+        if (e == NULL)
+            return Py_BuildValue("(ny#)", i, (const char *)ln.key, (Py_ssize_t)ln.keylen);
+        if (count_line(self, e, &ln) < 0) return NULL;
+    }
+    return Py_BuildValue("(nO)", i, Py_None);
+}
+
+/* Counter.bind(key, slot): the raw key's (and its path key's) lines count into `slot` from now on. */
+static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "bind(key: bytes, slot: list)");
+        return NULL;
+    }
+    PyObject *slot = args[1];
+    if (PyList_GET_SIZE(slot) < BUCKETS_AT + self->nbounds + 1) {
+        PyErr_SetString(PyExc_ValueError, "the slot is narrower than the bounds");
+        return NULL;
+    }
+    const ls_uc *key = (const ls_uc *)PyBytes_AS_STRING(args[0]);
+    size_t len = (size_t)PyBytes_GET_SIZE(args[0]);
+    if (len > LS_KEY_MAX) Py_RETURN_NONE;  /* not kept, as the Python caches keep no longer keys */
+    const ls_uc *sep = memchr(key, self->format == FORMAT_TSV ? '\t' : '"', len);
+    size_t skip = self->format == FORMAT_TSV ? 1 : 2;
+    if (sep == NULL || (size_t)(sep - key) + skip > len) {
+        PyErr_SetString(PyExc_ValueError, "not a raw key of this format");
+        return NULL;
+    }
+    size_t split = (size_t)(sep - key);
+    for (int kind = KIND_RAW; kind <= KIND_PATH; kind++) {
+        ls_uc pathkey[LS_PATH_KEY_MAX];
+        const ls_uc *k = key;
+        size_t klen = len;
+        if (kind == KIND_PATH) {
+            if (!ls_path_key(key, split, key + split + skip, len - split - skip, self->ids, pathkey, &klen)) break;
+            k = pathkey;
+        }
+        entry *e = lookup(self, kind, k, klen, key_hash(kind, k, klen));
+        if (e == NULL) {
+            if (insert(self, kind, k, klen, slot) == NULL) return NULL;
+        } else if (e->slot != slot) {
+            if (e->delta >= 0 && flush_entry(self, e) < 0) return NULL;
+            Py_INCREF(slot);
+            Py_SETREF(e->slot, slot);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Counter_flush(Counter *self, PyObject *Py_UNUSED(ignored))
+{
+    if (flush_all(self) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Counter_clear(Counter *self, PyObject *Py_UNUSED(ignored))
+{
+    if (flush_all(self) < 0) return NULL;
+    clear_table(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Counter_stats(Counter *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{sIsnsKsKsIsn}", "entries", self->nentries, "key_bytes", (Py_ssize_t)self->keys_used,
+                         "counted", (unsigned long long)self->counted, "clears", (unsigned long long)self->clears,
+                         "max_entries", (unsigned)COUNTER_ENTRIES, "max_key_bytes", (Py_ssize_t)COUNTER_KEY_BYTES);
+}
+
+static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"format", "bounds_ms", "ids", "latency_scale", NULL};
+    const char *format;
+    PyObject *bounds;
+    int ids = 1;
+    double lat_scale = -1.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|pd", kwlist, &format, &bounds, &ids, &lat_scale)) return -1;
+    if (self->pool != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Counter is initialized once");
+        return -1;
+    }
+    if (strcmp(format, "tsv") == 0) {
+        self->format = FORMAT_TSV;
+    } else if (strcmp(format, "combined") == 0) {
+        self->format = FORMAT_COMBINED;
+    } else {
+        PyErr_Format(PyExc_ValueError, "no compiled scanner for format %s", format);
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(bounds, "bounds_ms must be a sequence of numbers");
+    if (seq == NULL) return -1;
+    Py_ssize_t nb = PySequence_Fast_GET_SIZE(seq);
+    if (nb + 1 > COUNTER_MAX_BUCKETS) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "too many latency bounds");
+        return -1;
+    }
+    self->bounds = PyMem_Malloc((size_t)(nb + 1) * sizeof(double));
+    if (self->bounds == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        self->bounds[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (self->bounds[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+    }
+    Py_DECREF(seq);
+    self->nbounds = nb;
+    self->ids = ids;
+    self->lat_scale = lat_scale;
+    self->pool_stride = delta_size(nb);
+    self->pool_cap = 64;
+    self->pool = PyMem_Calloc(self->pool_cap, self->pool_stride);
+    if (self->pool == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int Counter_traverse(Counter *self, visitproc visit, void *arg)
+{
+    for (uint32_t i = 0; i < self->nentries; i++) Py_VISIT(self->entries[i].slot);
+    return 0;
+}
+
+static int Counter_tp_clear(Counter *self)
+{
+    for (uint32_t i = 0; i < self->nentries; i++) Py_CLEAR(self->entries[i].slot);
+    self->nentries = 0;
+    self->pool_used = 0;
+    if (self->index) memset(self->index, 0, ((size_t)self->index_mask + 1) * sizeof(uint32_t));
+    return 0;
+}
+
+static void Counter_dealloc(Counter *self)
+{
+    PyObject_GC_UnTrack(self);
+    Counter_tp_clear(self);
+    PyMem_Free(self->bounds);
+    PyMem_Free(self->entries);
+    PyMem_Free(self->index);
+    PyMem_Free(self->keys);
+    PyMem_Free(self->pool);
+    PyMem_Free(self->touched);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Counter_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))Counter_scan, METH_FASTCALL,
+     "scan(lines, start) -> (index, key): count from start to the first line the table cannot count"},
+    {"bind", (PyCFunction)(void (*)(void))Counter_bind, METH_FASTCALL,
+     "bind(key, slot): count the lines of this raw key (and its path key) into slot"},
+    {"flush", (PyCFunction)Counter_flush, METH_NOARGS, "add the pending deltas into the slot lists"},
+    {"clear", (PyCFunction)Counter_clear, METH_NOARGS, "flush, then forget every key"},
+    {"stats", (PyCFunction)Counter_stats, METH_NOARGS, "the table's size and bounds, lines counted"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CounterType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "logtaild.count._core.Counter",
+    .tp_basicsize = sizeof(Counter),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The compiled counting core of one aggregator.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Counter_init,
+    .tp_dealloc = (destructor)Counter_dealloc,
+    .tp_traverse = (traverseproc)Counter_traverse,
+    .tp_clear = (inquiry)Counter_tp_clear,
+    .tp_methods = Counter_methods,
+};
+
+/* The per-process hash key: getrandom, else /dev/urandom, else (no entropy at all) time and addresses. */
+static void seed_hash(void)
+{
+    uint64_t k[2] = {0, 0};
+    ssize_t got = getrandom(k, sizeof k, GRND_NONBLOCK);
+    if (got != (ssize_t)sizeof k) {
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, k, sizeof k) != (ssize_t)sizeof k) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            k[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&k;
+            k[1] = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)&seed_hash;
+        }
+        if (fd >= 0) close(fd);
+    }
+    hash_k0 = k[0];
+    hash_k1 = k[1];
+}
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_core",
+    .m_doc = "logtaild's compiled counting core (see core.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    seed_hash();
+    if (PyType_Ready(&CounterType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&core_module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&CounterType);
+    if (PyModule_AddObject(m, "Counter", (PyObject *)&CounterType) < 0) {
+        Py_DECREF(&CounterType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "MAX_ENTRIES", COUNTER_ENTRIES) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_KEY_BYTES", COUNTER_KEY_BYTES) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_KEY", LS_KEY_MAX) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,307 @@
+/* The compiled core's line scanners, in plain C (no Python API), so the fuzz target can run them alone.
+ *
+ * Every scanner reads one line given as (pointer, length): the bytes are not NUL-terminated and no
+ * scan goes past `n`; no str* or strto* function is used. A scanner accepts only a subset of the lines
+ * its format's Python parser accepts, the subset whose verdict it can give exactly; for any other line
+ * it says LS_OUT and the line goes back to Python, which decides. Numbers are read only in forms that
+ * Python's int() and float() read the same way (ASCII digits, at most 18 of them for a size; at most 15
+ * significant digits and a plain decimal point for a time, converted with one correctly rounded
+ * division), so a value counted here is the value Python would have counted.
+ */
+#ifndef LOGTAILD_SCAN_H
+#define LOGTAILD_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef unsigned char ls_uc;
+
+/* the longest raw key kept (the Python caches keep no longer ones either) */
+#define LS_KEY_MAX 2048
+/* a path key: two 2-byte lengths, the method, the path (ids replaced: at most twice as long), the status */
+#define LS_PATH_KEY_MAX (4 + 3 * LS_KEY_MAX)
+
+enum { LS_OUT = 0, LS_KEY = 1 };
+
+typedef struct {
+    const ls_uc *key;       /* the raw key: the bytes that decide the line's labels (a span of the line) */
+    size_t keylen;
+    int values_ok;          /* size (and time, when the format has one) read in the exact subset */
+    uint64_t size;
+    int has_lat;
+    double lat;             /* milliseconds */
+} ls_line;
+
+static inline int ls_ws(ls_uc c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static inline int ls_digit(ls_uc c) { return c >= '0' && c <= '9'; }
+static inline int ls_hex(ls_uc c) { return ls_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+/* A size as parse_bytes reads it: `-` is 0; 1 to 18 ASCII digits (below 2**63). */
+static int ls_size(const ls_uc *p, size_t n, uint64_t *out)
+{
+    if (n == 1 && p[0] == '-') { *out = 0; return 1; }
+    if (n == 0 || n > 18) return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ls_digit(p[i])) return 0;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static const double ls_pow10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                                    1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A time as float() reads it, in the subset `D+`, `D+.`, `D+.D+`, `.D+`: at most 15 significant digits
+ * and 22 after the point. The mantissa (< 2**53) and 10**k are exact doubles, so their quotient is the
+ * correctly rounded value of the decimal, which is what float() returns. */
+static int ls_time(const ls_uc *p, size_t n, double *out)
+{
+    uint64_t m = 0;
+    int sig = 0, frac = 0, digits = 0, point = 0;
+    for (size_t i = 0; i < n; i++) {
+        ls_uc c = p[i];
+        if (c == '.') {
+            if (point) return 0;
+            point = 1;
+            continue;
+        }
+        if (!ls_digit(c)) return 0;
+        digits++;
+        if (point) frac++;
+        if (sig || c != '0') {
+            if (++sig > 15) return 0;
+            m = m * 10 + (uint64_t)(c - '0');
+        }
+    }
+    if (digits == 0 || frac > 22) return 0;
+    *out = frac ? (double)m / ls_pow10[frac] : (double)m;
+    return 1;
+}
+
+/* tsv: `ip<TAB>request<TAB>status<TAB>bytes[<TAB>latency_ms]`; the raw key is `request<TAB>status`. */
+static int ls_scan_tsv(const ls_uc *p, size_t n, ls_line *out)
+{
+    size_t tab[5];
+    int tabs = 0;
+    const ls_uc *at = p, *end = p + n;
+    while (at < end) {  /* memchr: the line is scanned in words, and never past its end */
+        const ls_uc *t = memchr(at, '\t', (size_t)(end - at));
+        if (t == NULL) break;
+        if (tabs == 4) return LS_OUT;
+        tab[tabs++] = (size_t)(t - p);
+        at = t + 1;
+    }
+    if (tabs < 3) return LS_OUT;
+    out->key = p + tab[0] + 1;
+    out->keylen = tab[2] - tab[0] - 1;
+    if (out->keylen > LS_KEY_MAX) return LS_OUT;
+    size_t size_end = tabs == 4 ? tab[3] : n;
+    out->values_ok = ls_size(p + tab[2] + 1, size_end - tab[2] - 1, &out->size);
+    out->has_lat = tabs == 4;
+    if (out->has_lat && out->values_ok)
+        out->values_ok = ls_time(p + tab[3] + 1, n - tab[3] - 1, &out->lat);
+    return LS_KEY;
+}
+
+/* combined: `client ident user [time] "request" status bytes` and any trailing fields (referer, agent,
+ * a request time), in the subset of lines whose match by the Python regex is certain and whose request
+ * needs no unescaping: one-token client (no `[`, no space), no backslash in the request. The raw key is
+ * `request" status`: the request holds no `"`, so the key splits back into its two parts. `lat_scale`
+ * (< 0: none) reads the last trailing field as the request time, as the preset's latency_unit does. */
+static int ls_scan_combined(const ls_uc *p, size_t n, double lat_scale, ls_line *out)
+{
+    size_t i = 0, start;
+    for (int word = 0; word < 3; word++) {  /* client (non-empty), ident, user */
+        start = i;
+        while (i < n && !ls_ws(p[i]) && p[i] != '[') i++;
+        if ((word == 0 && i == start) || i >= n || p[i] != ' ') return LS_OUT;
+        i++;
+    }
+    if (i >= n || p[i] != '[') return LS_OUT;
+    start = ++i;
+    while (i < n && p[i] != ']' && p[i] != '\n' && i - start <= 64) i++;
+    if (i >= n || p[i] != ']' || i == start || i - start > 64) return LS_OUT;
+    i++;
+    if (n - i < 2 || p[i] != ' ' || p[i + 1] != '"') return LS_OUT;
+    i += 2;
+    size_t key_start = i;
+    while (i < n && p[i] != '"') {
+        if (p[i] == '\\') return LS_OUT;  /* escapes: Python unescapes and decides */
+        i++;
+    }
+    if (n - i < 2 || p[i + 1] != ' ') return LS_OUT;
+    i += 2;
+    while (i < n && p[i] != ' ') i++;  /* the status, `[^ ]*+`: Python judged it when it bound the key */
+    out->key = p + key_start;
+    out->keylen = i - key_start;
+    if (out->keylen > LS_KEY_MAX || i >= n) return LS_OUT;
+    i++;
+    start = i;
+    while (i < n && !ls_ws(p[i])) i++;  /* bytes, `\S*+` */
+    out->values_ok = ls_size(p + start, i - start, &out->size);
+    /* the trailing fields, possessive: ` +` then a quoted value (escapes allowed) or a bare token */
+    size_t last = 0, last_end = 0;
+    int last_bare = 0, any = 0;
+    for (;;) {
+        size_t q = i;
+        while (q < n && p[q] == ' ') q++;
+        if (q == i || q >= n) break;
+        size_t r;
+        if (p[q] == '"') {
+            r = q + 1;
+            int closed = 0;
+            while (r < n) {
+                if (p[r] == '"') { r++; closed = 1; break; }
+                if (p[r] == '\\') {
+                    if (r + 1 >= n) break;
+                    r += 2;
+                } else {
+                    r++;
+                }
+            }
+            if (!closed) break;
+            last_bare = 0;
+        } else if (!ls_ws(p[q])) {
+            r = q;
+            while (r < n && !ls_ws(p[r]) && p[r] != '"') r++;
+            last_bare = 1;
+        } else {
+            break;
+        }
+        any = 1;
+        last = q;
+        last_end = r;
+        i = r;
+    }
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) i++;
+    if (i != n) return LS_OUT;
+    out->has_lat = 0;
+    if (lat_scale >= 0 && any && last_bare && !(last_end - last == 1 && p[last] == '-')) {
+        out->has_lat = 1;
+        if (out->values_ok) {
+            out->values_ok = ls_time(p + last, last_end - last, &out->lat);
+            out->lat *= lat_scale;
+        }
+    }
+    return LS_KEY;
+}
+
+/* One path segment (between slashes) that the built-in id patterns replace: digits, a UUID, or 16+ hex
+ * characters with a digit among them (routes.py's _ID_SEGMENT). */
+static int ls_is_id(const ls_uc *s, size_t n)
+{
+    if (n == 0) return 0;
+    int digits = 1, hex = 1, has_digit = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ls_digit(s[i])) digits = 0; else has_digit = 1;
+        if (!ls_hex(s[i])) hex = 0;
+    }
+    if (digits) return 1;
+    if (hex && n >= 16 && has_digit) return 1;
+    if (n != 36) return 0;
+    for (size_t i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !ls_hex(s[i])) return 0;
+    }
+    return 1;
+}
+
+/* The path key of a request and status: what decides a request's labels, as aggregate.py's _path_key:
+ * the method, the target without query and fragment (ids replaced when `ids`), the status, each with
+ * its length. 0 when the request is not `METHOD target [protocol]` or the key would be too long. */
+static int ls_path_key(const ls_uc *req, size_t reqlen, const ls_uc *st, size_t stlen, int ids,
+                       ls_uc *out, size_t *outlen)
+{
+    size_t sp1 = reqlen, sp2 = reqlen;
+    int spaces = 0;
+    for (size_t i = 0; i < reqlen; i++) {
+        if (req[i] == ' ') {
+            if (++spaces > 2) return 0;
+            if (spaces == 1) sp1 = i; else sp2 = i;
+        }
+    }
+    if (spaces == 0 || sp2 == sp1 + 1 || (spaces == 1 && sp1 + 1 == reqlen)) return 0;  /* empty target */
+    const ls_uc *target = req + sp1 + 1;
+    size_t tlen = (spaces == 2 ? sp2 : reqlen) - sp1 - 1, plen = tlen;
+    for (size_t i = 0; i < tlen; i++) {
+        if (target[i] == '?' || target[i] == '#') { plen = i; break; }
+    }
+    if (sp1 > LS_KEY_MAX || plen > LS_KEY_MAX || stlen > LS_KEY_MAX) return 0;
+    size_t o = 0;
+    out[o++] = (ls_uc)(sp1 >> 8);
+    out[o++] = (ls_uc)sp1;
+    memcpy(out + o, req, sp1);
+    o += sp1;
+    size_t len_at = o;
+    o += 2;
+    size_t path_start = o;
+    if (ids && plen > 0 && target[0] == '/') {
+        size_t i = 0;
+        while (i < plen) {  /* at a '/': one segment up to the next '/' */
+            size_t j = i + 1;
+            while (j < plen && target[j] != '/') {
+                if (target[j] == '\n') return 0;  /* `$` matches before a final newline: Python decides */
+                j++;
+            }
+            if (ls_is_id(target + i + 1, j - i - 1)) {
+                memcpy(out + o, "/:id", 4);
+                o += 4;
+            } else {
+                memcpy(out + o, target + i, j - i);
+                o += j - i;
+            }
+            i = j;
+        }
+    } else {
+        memcpy(out + o, target, plen);
+        o += plen;
+    }
+    size_t path_len = o - path_start;
+    if (path_len > 0xffff) return 0;
+    out[len_at] = (ls_uc)(path_len >> 8);
+    out[len_at + 1] = (ls_uc)path_len;
+    memcpy(out + o, st, stlen);
+    o += stlen;
+    *outlen = o;
+    return 1;
+}
+
+/* SipHash-1-3 (the keyed hash CPython uses for str and bytes): hostile keys cannot be chosen to collide
+ * without the per-process key. */
+#define LS_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define LS_SIPROUND                                                                                     \
+    do {                                                                                                \
+        v0 += v1; v1 = LS_ROTL(v1, 13); v1 ^= v0; v0 = LS_ROTL(v0, 32);                                 \
+        v2 += v3; v3 = LS_ROTL(v3, 16); v3 ^= v2;                                                       \
+        v0 += v3; v3 = LS_ROTL(v3, 21); v3 ^= v0;                                                       \
+        v2 += v1; v1 = LS_ROTL(v1, 17); v1 ^= v2; v2 = LS_ROTL(v2, 32);                                 \
+    } while (0)
+
+static uint64_t ls_siphash13(uint64_t k0, uint64_t k1, const ls_uc *in, size_t len)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+    uint64_t b = ((uint64_t)len) << 56;
+    size_t whole = len - (len % 8);
+    for (size_t i = 0; i < whole; i += 8) {
+        uint64_t m;
+        memcpy(&m, in + i, 8);
+        v3 ^= m;
+        LS_SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < len % 8; i++) b |= ((uint64_t)in[whole + i]) << (8 * i);
+    v3 ^= b;
+    LS_SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    LS_SIPROUND;
+    LS_SIPROUND;
+    LS_SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+#endif
