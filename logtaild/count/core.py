@@ -8,7 +8,8 @@ is tested against, and the fallback: where the extension was not built, logtaild
 line at start (`warn_if_fallback`) and `logtaild --version` names the core that runs.
 
 `LOGTAILD_CORE=python` forces the Python path; `LOGTAILD_CORE=compiled` makes a missing extension an
-error instead of a fallback (the CI job that tests the compiled core sets it).
+error instead of a fallback (`PROBLEM`, which the CLI reports as a usage error; CI sets it for the
+suite that tests the compiled core).
 """
 from __future__ import annotations
 
@@ -34,22 +35,23 @@ class Counter(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
-def _load() -> tuple[ModuleType | None, str]:
+def _load() -> tuple[ModuleType | None, str, str]:
+    """(the extension or None, which core runs and why, a problem with LOGTAILD_CORE or "")."""
     choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
-        raise RuntimeError(f"{ENV}={choice}: must be one of {', '.join(CHOICES)}")
+        return None, "python", f"{ENV}={choice}: must be one of {', '.join(CHOICES)}"
     if choice == "python":
-        return None, f"python (forced by {ENV}=python)"
+        return None, f"python (forced by {ENV}=python)", ""
     try:
         from logtaild.count import _core
     except ImportError as exc:
         if choice == "compiled":
-            raise ImportError(f"{ENV}=compiled, but the compiled core is not built: {exc}") from exc
-        return None, f"python (the compiled core was not built: {exc})"
-    return _core, "compiled (C)"
+            return None, "python", f"{ENV}=compiled, but the compiled core is not built: {exc}"
+        return None, f"python (the compiled core was not built: {exc})", ""
+    return _core, "compiled (C)", ""
 
 
-_CORE, DESCRIPTION = _load()
+_CORE, DESCRIPTION, PROBLEM = _load()
 #: the core this process counts with: "compiled" or "python"
 NAME = "compiled" if _CORE is not None else "python"
 _warned = False
