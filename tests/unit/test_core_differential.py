@@ -36,6 +36,8 @@ SETTINGS = settings(max_examples=int(_EXAMPLES or 150), derandomize=not _EXAMPLE
 
 @pytest.fixture(autouse=True)
 def _needs_the_compiled_core() -> None:
+    if core.DESCRIPTION.startswith("python (forced"):
+        pytest.skip(f"{core.ENV}=python: this run tests the Python core alone")
     if not core.available():
         message = f"the compiled core is not built here ({core.DESCRIPTION})"
         if os.environ.get("CI") == "true":
