@@ -39,9 +39,15 @@ typedef struct {
     uint32_t keyoff;
     uint16_t keylen;
     uint8_t kind;
-    int32_t delta;   /* index into the delta pool, -1 when untouched since the last flush */
-    PyObject *slot;  /* owned reference to the Python slot list */
+    uint32_t sink;   /* the sink of the slot this key counts into */
 } entry;
+
+/* One per distinct slot list: the keys of one series (raw keys, path keys) share its delta, so a flush
+ * costs once per series touched, not once per key. */
+typedef struct {
+    PyObject *slot;  /* owned reference to the Python slot list */
+    int32_t delta;   /* index into the delta pool, -1 when untouched since the last flush */
+} sink;
 
 typedef struct {
     int64_t count;
@@ -67,8 +73,12 @@ typedef struct {
     unsigned char *pool;  /* deltas of the entries touched since the last flush */
     size_t pool_stride;
     uint32_t pool_used, pool_cap;
-    uint32_t *touched;
-    uint64_t counted, clears;
+    uint32_t *touched;  /* sinks with a delta, in the order they were touched */
+    sink *sinks;
+    uint32_t nsinks, sinks_cap;
+    uint32_t *sink_index;  /* open addressing on the slot's address: sink number + 1, 0 empty */
+    uint32_t sink_mask;
+    uint64_t counted, path_hits, clears, evictions;
 } Counter;
 
 static size_t delta_size(Py_ssize_t nbounds) { return sizeof(delta) + (size_t)(nbounds + 1) * sizeof(int64_t); }
@@ -94,8 +104,8 @@ static entry *lookup(Counter *self, int kind, const ls_uc *key, size_t len, uint
     }
 }
 
-/* Add one entry's delta into its slot list. */
-static int flush_entry(Counter *self, entry *e)
+/* Add one sink's delta into its slot list. */
+static int flush_sink(Counter *self, sink *e)
 {
     delta *d = pool_at(self, e->delta);
     PyObject *slot = e->slot;
@@ -144,8 +154,8 @@ static int flush_all(Counter *self)
 {
     int rc = 0;
     for (uint32_t t = 0; t < self->pool_used; t++) {
-        entry *e = &self->entries[self->touched[t]];
-        if (flush_entry(self, e) < 0) rc = -1;
+        sink *e = &self->sinks[self->touched[t]];
+        if (flush_sink(self, e) < 0) rc = -1;
         e->delta = -1;
     }
     self->pool_used = 0;
@@ -155,12 +165,53 @@ static int flush_all(Counter *self)
 /* Empty the table (after a flush): the slot references are released, the memory kept. */
 static void clear_table(Counter *self)
 {
-    for (uint32_t i = 0; i < self->nentries; i++) Py_CLEAR(self->entries[i].slot);
+    for (uint32_t i = 0; i < self->nsinks; i++) Py_CLEAR(self->sinks[i].slot);
+    self->nsinks = 0;
     self->nentries = 0;
     self->keys_used = 0;
     self->pool_used = 0;
     if (self->index) memset(self->index, 0, ((size_t)self->index_mask + 1) * sizeof(uint32_t));
+    if (self->sink_index) memset(self->sink_index, 0, ((size_t)self->sink_mask + 1) * sizeof(uint32_t));
     self->clears++;
+}
+
+static int grow_index(Counter *self, uint32_t cap);
+
+/* Drop the raw keys, keep the path keys and the slots (no flush needed: deltas belong to slots). Raw
+ * keys are learned again from path hits at the next lines; path keys only come from Python's verdicts. */
+static void evict_raw(Counter *self)
+{
+    uint32_t kept = 0;
+    size_t used = 0;
+    for (uint32_t n = 0; n < self->nentries; n++) {
+        entry e = self->entries[n];
+        if (e.kind == KIND_RAW) continue;
+        memmove(self->keys + used, self->keys + e.keyoff, e.keylen);  /* offsets only go down */
+        e.keyoff = (uint32_t)used;
+        used += e.keylen;
+        self->entries[kept++] = e;
+    }
+    self->nentries = kept;
+    self->keys_used = used;
+    memset(self->index, 0, ((size_t)self->index_mask + 1) * sizeof(uint32_t));
+    for (uint32_t n = 0; n < kept; n++) {
+        uint32_t i = (uint32_t)self->entries[n].hash & self->index_mask;
+        while (self->index[i]) i = (i + 1) & self->index_mask;
+        self->index[i] = n + 1;
+    }
+    self->evictions++;
+}
+
+/* Room for `entries` more entries and `bytes` more key bytes: raw keys go first, then everything (after
+ * a flush, so no count is lost). */
+static int make_room(Counter *self, uint32_t entries, size_t bytes)
+{
+    if (self->nentries + entries <= COUNTER_ENTRIES && self->keys_used + bytes <= COUNTER_KEY_BYTES) return 0;
+    if (self->index) evict_raw(self);
+    if (self->nentries + entries <= COUNTER_ENTRIES && self->keys_used + bytes <= COUNTER_KEY_BYTES) return 0;
+    if (flush_all(self) < 0) return -1;
+    clear_table(self);
+    return 0;
 }
 
 static int grow_index(Counter *self, uint32_t cap)
@@ -181,27 +232,75 @@ static int grow_index(Counter *self, uint32_t cap)
     return 0;
 }
 
-/* A new entry for a key the table lacks; flushes and empties the table first when it is full. */
-static entry *insert(Counter *self, int kind, const ls_uc *key, size_t len, PyObject *slot)
+static uint32_t ptr_hash(PyObject *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (uint32_t)x;
+}
+
+/* The sink of a slot list, made on first use (bind has made room: at most one per entry). */
+static int32_t sink_of(Counter *self, PyObject *slot)
+{
+    if (self->sink_index == NULL || (size_t)(self->nsinks + 1) * 2 > (size_t)self->sink_mask + 1) {
+        uint32_t cap = self->sink_index ? (self->sink_mask + 1) * 2 : 256;
+        uint32_t *index = PyMem_Calloc(cap, sizeof(uint32_t));
+        if (index == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (uint32_t n = 0; n < self->nsinks; n++) {
+            uint32_t i = ptr_hash(self->sinks[n].slot) & (cap - 1);
+            while (index[i]) i = (i + 1) & (cap - 1);
+            index[i] = n + 1;
+        }
+        PyMem_Free(self->sink_index);
+        self->sink_index = index;
+        self->sink_mask = cap - 1;
+    }
+    uint32_t i = ptr_hash(slot) & self->sink_mask;
+    while (self->sink_index[i]) {
+        uint32_t n = self->sink_index[i] - 1;
+        if (self->sinks[n].slot == slot) return (int32_t)n;
+        i = (i + 1) & self->sink_mask;
+    }
+    if (self->nsinks == self->sinks_cap) {
+        uint32_t cap = self->sinks_cap ? self->sinks_cap * 2 : 256;
+        sink *sinks = PyMem_Realloc(self->sinks, cap * sizeof(sink));
+        uint32_t *touched = PyMem_Realloc(self->touched, cap * sizeof(uint32_t));
+        if (sinks) self->sinks = sinks;
+        if (touched) self->touched = touched;
+        if (!sinks || !touched) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->sinks_cap = cap;
+    }
+    sink *k = &self->sinks[self->nsinks];
+    Py_INCREF(slot);
+    k->slot = slot;
+    k->delta = -1;
+    self->sink_index[i] = ++self->nsinks;
+    return (int32_t)(self->nsinks - 1);
+}
+
+/* A new entry for a key the table lacks (bind has made room). */
+static entry *insert(Counter *self, int kind, const ls_uc *key, size_t len, uint32_t sink_no)
 {
     if (len > 0xffff) return NULL;
-    if (self->nentries >= COUNTER_ENTRIES || self->keys_used + len > COUNTER_KEY_BYTES) {
-        if (flush_all(self) < 0) return NULL;
-        clear_table(self);
-    }
     if (self->index == NULL || (size_t)(self->nentries + 1) * 2 > (size_t)self->index_mask + 1) {
         if (grow_index(self, self->index ? (self->index_mask + 1) * 2 : 1024) < 0) return NULL;
     }
     if (self->nentries == self->entries_cap) {
         uint32_t cap = self->entries_cap ? self->entries_cap * 2 : 256;
         entry *entries = PyMem_Realloc(self->entries, cap * sizeof(entry));
-        uint32_t *touched = PyMem_Realloc(self->touched, cap * sizeof(uint32_t));
-        if (entries) self->entries = entries;
-        if (touched) self->touched = touched;
-        if (!entries || !touched) {
+        if (entries == NULL) {
             PyErr_NoMemory();
             return NULL;
         }
+        self->entries = entries;
         self->entries_cap = cap;
     }
     if (self->keys_used + len > self->keys_cap) {
@@ -221,9 +320,7 @@ static entry *insert(Counter *self, int kind, const ls_uc *key, size_t len, PyOb
     e->keyoff = (uint32_t)self->keys_used;
     e->keylen = (uint16_t)len;
     e->kind = (uint8_t)kind;
-    e->delta = -1;
-    Py_INCREF(slot);
-    e->slot = slot;
+    e->sink = sink_no;
     memcpy(self->keys + self->keys_used, key, len);
     self->keys_used += len;
     uint32_t i = (uint32_t)h & self->index_mask;
@@ -232,7 +329,7 @@ static entry *insert(Counter *self, int kind, const ls_uc *key, size_t len, PyOb
     return e;
 }
 
-static delta *touch(Counter *self, entry *e)
+static delta *touch(Counter *self, sink *e)
 {
     if (e->delta >= 0) return pool_at(self, e->delta);
     if (self->pool_used == self->pool_cap) {
@@ -247,18 +344,19 @@ static delta *touch(Counter *self, entry *e)
         self->pool_cap = cap;
     }
     e->delta = (int32_t)self->pool_used;
-    self->touched[self->pool_used++] = (uint32_t)(e - self->entries);
+    self->touched[self->pool_used++] = (uint32_t)(e - self->sinks);
     return pool_at(self, e->delta);
 }
 
 /* Count one line into its entry's delta; -1 with an exception set. */
-static int count_line(Counter *self, entry *e, const ls_line *ln)
+static int count_line(Counter *self, entry *en, const ls_line *ln)
 {
+    sink *e = &self->sinks[en->sink];
     delta *d = touch(self, e);
     if (d == NULL) return -1;
     uint64_t bytes;
     if (d->count == INT64_MAX || __builtin_add_overflow(d->bytes, ln->size, &bytes)) {
-        if (flush_entry(self, e) < 0) return -1;  /* the delta restarts from zero, the slot holds the sum */
+        if (flush_sink(self, e) < 0) return -1;  /* the delta restarts from zero, the slot holds the sum */
         bytes = ln->size;
     }
     d->count++;
@@ -319,6 +417,7 @@ static PyObject *Counter_scan(Counter *self, PyObject *const *args, Py_ssize_t n
         }
         if (e == NULL)
             return Py_BuildValue("(ny#)", i, (const char *)ln.key, (Py_ssize_t)ln.keylen);
+        if (e->kind == KIND_PATH) self->path_hits++;
         if (count_line(self, e, &ln) < 0) return NULL;
     }
     return Py_BuildValue("(nO)", i, Py_None);
@@ -346,6 +445,9 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     size_t split = (size_t)(sep - key);
+    if (make_room(self, 2, len + LS_PATH_KEY_MAX) < 0) return NULL;
+    int32_t sink_no = sink_of(self, slot);
+    if (sink_no < 0) return NULL;
     for (int kind = KIND_RAW; kind <= KIND_PATH; kind++) {
         ls_uc pathkey[LS_PATH_KEY_MAX];
         const ls_uc *k = key;
@@ -356,11 +458,9 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
         }
         entry *e = lookup(self, kind, k, klen, key_hash(kind, k, klen));
         if (e == NULL) {
-            if (insert(self, kind, k, klen, slot) == NULL) return NULL;
-        } else if (e->slot != slot) {
-            if (e->delta >= 0 && flush_entry(self, e) < 0) return NULL;
-            Py_INCREF(slot);
-            Py_SETREF(e->slot, slot);
+            if (insert(self, kind, k, klen, (uint32_t)sink_no) == NULL) return NULL;
+        } else {
+            e->sink = (uint32_t)sink_no;  /* a pending delta stays with the slot it was counted for */
         }
     }
     Py_RETURN_NONE;
@@ -381,8 +481,11 @@ static PyObject *Counter_clear(Counter *self, PyObject *Py_UNUSED(ignored))
 
 static PyObject *Counter_stats(Counter *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{sIsnsKsKsIsn}", "entries", self->nentries, "key_bytes", (Py_ssize_t)self->keys_used,
+    return Py_BuildValue("{sIsIsnsKsKsKsKsIsn}", "entries", self->nentries, "slots", self->nsinks,
+                         "key_bytes", (Py_ssize_t)self->keys_used,
                          "counted", (unsigned long long)self->counted, "clears", (unsigned long long)self->clears,
+                         "evictions", (unsigned long long)self->evictions,
+                         "path_hits", (unsigned long long)self->path_hits,
                          "max_entries", (unsigned)COUNTER_ENTRIES, "max_key_bytes", (Py_ssize_t)COUNTER_KEY_BYTES);
 }
 
@@ -443,16 +546,13 @@ static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
 
 static int Counter_traverse(Counter *self, visitproc visit, void *arg)
 {
-    for (uint32_t i = 0; i < self->nentries; i++) Py_VISIT(self->entries[i].slot);
+    for (uint32_t i = 0; i < self->nsinks; i++) Py_VISIT(self->sinks[i].slot);
     return 0;
 }
 
 static int Counter_tp_clear(Counter *self)
 {
-    for (uint32_t i = 0; i < self->nentries; i++) Py_CLEAR(self->entries[i].slot);
-    self->nentries = 0;
-    self->pool_used = 0;
-    if (self->index) memset(self->index, 0, ((size_t)self->index_mask + 1) * sizeof(uint32_t));
+    clear_table(self);  /* pending deltas are dropped: only a dying counter gets here */
     return 0;
 }
 
@@ -466,6 +566,8 @@ static void Counter_dealloc(Counter *self)
     PyMem_Free(self->keys);
     PyMem_Free(self->pool);
     PyMem_Free(self->touched);
+    PyMem_Free(self->sinks);
+    PyMem_Free(self->sink_index);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -56,13 +56,23 @@ def _tables() -> tuple[dict[int, str], re.Pattern[str]]:
     return table, unsafe
 
 
+def _plain_ascii(text: str) -> bool:
+    """ASCII without controls: no character of ESCAPED_CATEGORIES (in ASCII they are the Cc controls,
+    which isprintable rejects), so the tables (a scan of 196k code points at first use) are not needed."""
+    return text.isascii() and text.isprintable()
+
+
 def escape(text: str) -> str:
     """`text` with every character of ESCAPED_CATEGORIES and every backslash written as an escape."""
+    if _plain_ascii(text) and "\\" not in text:
+        return text
     return text.translate(_tables()[0])
 
 
 def needs_escape(text: str) -> bool:
     """Whether `text` holds a character `escape` would rewrite (a backslash alone does not count)."""
+    if _plain_ascii(text):
+        return False
     return _tables()[1].search(text) is not None
 
 
