@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mtail", action="store_true", help="leave mtail out everywhere")
     p.add_argument("--formats", type=lambda t: [x for x in t.split(",") if x], default=list(formats.FORMATS),
                    metavar="F1,F2", help="formats for the formats phase (default: %(default)s)")
+    p.add_argument("--steady-formats", type=lambda t: [x for x in t.split(",") if x], default=["tsv", "combined"],
+                   metavar="F1,F2", help="steady state on tsv and also combined (default: %(default)s)")
     p.add_argument("--rates", type=_ints, default=[1000, 10000, 100000], help="steady-state writer rates")
     p.add_argument("--steady-seconds", type=float, help="CPU window per rate (default 30; quick 8)")
     p.add_argument("--idle-seconds", type=float, help="idle CPU window (default 30; quick 5)")
@@ -176,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
             elif phase == "steady":
                 results["steady"] = steady.run(ctx, args.rates, args.steady_seconds, args.idle_seconds,
                                                args.markers, with_mtail=not args.no_mtail)
+                if "combined" in args.steady_formats:  # beside the tsv run above, same rates and windows
+                    path, exp = need_log()
+                    results["steady_combined"] = steady.run(
+                        ctx, args.rates, args.steady_seconds, args.idle_seconds, args.markers,
+                        with_mtail=not args.no_mtail, fmt="combined", source=path)
             elif phase == "scrape":
                 results["scrape"] = memory.scrape(ctx, args.series, args.scrapes)
             elif phase == "routes":
