@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          if k not in ("out", "only", "skip")},
     }
     results["options"]["out"] = str(ctx.out)
-    ctx.log(f"logtaild from {results['logtaild']['module']} ({results['logtaild']['rev']}); "
+    ctx.log(f"logtaild from {results['logtaild']['module']} ({results['logtaild']['rev']}; counting core "
+            f"{results['logtaild']['core']}); "
             f"phases {','.join(args.phases)}; load {loadavg()[0]:.2f}")
     failed = False
     main_log: Path | None = None
