@@ -138,7 +138,18 @@ static int flush_sink(Counter *self, sink *e)
             Py_XDECREF(value);
             continue;
         }
-        PyObject *sum = PyNumber_Add(PyList_GET_ITEM(slot, adds[k].at), value);
+        PyObject *item = PyList_GET_ITEM(slot, adds[k].at), *sum = NULL;
+        if (PyFloat_CheckExact(item) && PyFloat_CheckExact(value)) {  /* float + float, as PyNumber_Add */
+            sum = PyFloat_FromDouble(PyFloat_AS_DOUBLE(item) + PyFloat_AS_DOUBLE(value));
+        } else if (PyLong_CheckExact(item) && PyLong_CheckExact(value)) {
+            int overflow = 0;
+            long long a = PyLong_AsLongLongAndOverflow(item, &overflow), b, c;
+            if (!overflow) b = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (!overflow && !__builtin_add_overflow(a, b, &c)) sum = PyLong_FromLongLong(c);
+            else sum = PyNumber_Add(item, value);  /* beyond 64 bits: Python's exact integers */
+        } else {
+            sum = PyNumber_Add(item, value);
+        }
         Py_DECREF(value);
         if (sum == NULL) {
             rc = -1;
