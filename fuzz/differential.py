@@ -1,7 +1,8 @@
 """The atheris target: the compiled core (built with AddressSanitizer, UBSan and libFuzzer's coverage by
 run.py) against the Python path on the same input.
 
-An input is a header byte (the format, its latency unit and the route cap) and lines; the lines are fed
+An input is a header byte (the format: tsv, combined, combined with a latency unit, an nginx
+log_format with upstream times; the route cap) and lines; the lines are fed
 in a few batches to two aggregators, one per core, whose slots, malformed reasons and routes must be
 identical (latency sums to the last bits). Run it through `python -m fuzz`, which sets LD_PRELOAD.
 """
@@ -27,15 +28,19 @@ with atheris.instrument_imports(include=["logtaild"]):
     from logtaild.count import core, slots
     from logtaild.count.aggregate import Aggregator
     from logtaild.count.formats import parse_tsv
+    from logtaild.count.logformat import compile_format
     from logtaild.count.parsers import make_combined_parser
     from logtaild.count.routes import RouteLimiter
 
 BOUNDS_MS = [1.0, 5.0, 25.0, 100.0, 1000.0]
-SETUPS = [("tsv", None), ("combined", None), ("combined", "seconds"), ("combined", "microseconds")]
+SETUPS = [("tsv", None), ("combined", None), ("combined", "seconds"), ("nginx", None)]
+NGINX = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+         '"$http_user_agent" $request_time $upstream_response_time')
 
 
 #: one parser per setup: without label fields a parser keeps no state between lines
-PARSERS = {setup: parse_tsv if setup[0] == "tsv" else make_combined_parser(setup[1]) for setup in SETUPS}
+PARSERS = {setup: parse_tsv if setup[0] == "tsv" else compile_format("nginx", NGINX) if setup[0] == "nginx"
+           else make_combined_parser(setup[1]) for setup in SETUPS}
 
 
 def _aggregator(fmt: str, unit: str | None, max_routes: int, rules: bool, compiled: bool | None) -> Aggregator:
@@ -56,6 +61,12 @@ def _same(fast: Aggregator, ref: Aggregator) -> None:
             raise AssertionError(f"{key}: latency sum {slot} != {want}")
     if fast.malformed != ref.malformed or fast.last_malformed != ref.last_malformed:
         raise AssertionError(f"malformed: {fast.malformed} != {ref.malformed}")
+    for key, slot in fast.slots.items():
+        want = ref.slots[key]
+        if slots.upstream_bucket_counts(slot, BOUNDS_MS) != slots.upstream_bucket_counts(want, BOUNDS_MS) or not \
+                math.isclose(slots.upstream_sum_ms(slot, BOUNDS_MS), slots.upstream_sum_ms(want, BOUNDS_MS),
+                             rel_tol=1e-12, abs_tol=1e-9):
+            raise AssertionError(f"{key}: upstream {slot} != {want}")
     if fast.limiter.distinct != ref.limiter.distinct:
         raise AssertionError("admitted routes differ")
 

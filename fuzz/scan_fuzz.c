@@ -31,8 +31,22 @@ static void path_key(const ls_uc *key, size_t len, ls_uc sep, size_t skip)
     }
 }
 
+/* an nginx log_format with upstream times, as logformat.py compiles it (kind, stop, role, literal) */
+#define LIT(s) {LS_OP_LITERAL, 0, 0, (const ls_uc *)(s), sizeof(s) - 1}
+static const ls_op nginx_ops[] = {
+    {LS_OP_CLIENT, 0, 0, NULL, 0}, LIT(" - "), {LS_OP_HEAD, 0, 0, NULL, 0}, LIT(" ["),
+    {LS_OP_BRACKETED, 0, 0, NULL, 0}, LIT("] \""), {LS_OP_QUOTED, LS_ROLE_REQUEST, 0, NULL, 0}, LIT("\" "),
+    {LS_OP_UNTIL, LS_ROLE_STATUS, ' ', NULL, 0}, LIT(" "), {LS_OP_UNTIL, LS_ROLE_BYTES, ' ', NULL, 0}, LIT(" \""),
+    {LS_OP_QUOTED, 0, 0, NULL, 0}, LIT("\" \""), {LS_OP_QUOTED, 0, 0, NULL, 0}, LIT("\" "),
+    {LS_OP_UNTIL, LS_ROLE_LATENCY, ' ', NULL, 0}, LIT(" "), {LS_OP_TIMES, LS_ROLE_UPSTREAM, 0, NULL, 0},
+    LIT(" "), {LS_OP_LIST, 0, 0, NULL, 0}, LIT(" "), {LS_OP_TIME_LOCAL, 0, 0, NULL, 0}, LIT(" "),
+    {LS_OP_APACHE_TIME, 0, 0, NULL, 0}, LIT(" "), {LS_OP_NONSPACE, 0, 0, NULL, 0},
+};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static ls_uc key[2 + 2 * LS_KEY_MAX];
+    const size_t nops[] = {20, sizeof nginx_ops / sizeof nginx_ops[0]};
     /* each input line in its own exact allocation, so a read past the line end is an ASan report */
     size_t start = 0;
     while (start <= size) {
@@ -54,6 +68,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (ls_scan_combined(line, n, scales[s], &ln) == LS_KEY) {
                 check_line(line, n, &ln);
                 path_key(ln.key, ln.keylen, '"', 2);
+            }
+        }
+        for (size_t v = 0; v < 2; v++) {
+            ls_program prog = {nginx_ops, nops[v], 1000.0, 1000.0, (int)v, 1};
+            memset(&ln, 0, sizeof ln);
+            if (ls_scan_program(line, n, &prog, key, &ln) == LS_KEY) {
+                assert(ln.key == key && ln.keylen <= LS_KEY_MAX);
+                if (ln.values_ok && ln.has_up) assert(ln.up >= 0 && isfinite(ln.up));
+                size_t rl = ((size_t)key[0] << 8) | key[1], outlen = 0;
+                static ls_uc out[LS_PATH_KEY_MAX];
+                assert(rl + 2 <= ln.keylen);
+                if (ls_path_key(key + 2, rl, key + 2 + rl, ln.keylen - 2 - rl, 1, out, &outlen))
+                    assert(outlen <= LS_PATH_KEY_MAX);
             }
         }
         (void)ls_siphash13(1, 2, line, n);

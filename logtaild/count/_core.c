@@ -30,7 +30,7 @@
 #define BUCKETS_AT 3
 
 enum { KIND_RAW = 0, KIND_PATH = 1 };
-enum { FORMAT_TSV = 0, FORMAT_COMBINED = 1 };
+enum { FORMAT_TSV = 0, FORMAT_COMBINED = 1, FORMAT_PROGRAM = 2 };
 
 static uint64_t hash_k0, hash_k1;
 
@@ -54,7 +54,9 @@ typedef struct {
     uint64_t bytes;
     int64_t lat_n;
     double lat_sum;
-    int64_t buckets[];
+    int64_t up_n;
+    double up_sum;
+    int64_t buckets[];  /* the request's buckets, then (formats with upstream times) the upstream's */
 } delta;
 
 typedef struct {
@@ -62,6 +64,9 @@ typedef struct {
     int format;
     int ids;
     double lat_scale;
+    ls_program program;  /* FORMAT_PROGRAM: the compiled format string */
+    ls_op *ops;
+    PyObject *literals;  /* owns the literals' bytes the ops point into */
     Py_ssize_t nbounds;
     double *bounds;
     entry *entries;
@@ -81,7 +86,7 @@ typedef struct {
     uint64_t counted, path_hits, clears, evictions;
 } Counter;
 
-static size_t delta_size(Py_ssize_t nbounds) { return sizeof(delta) + (size_t)(nbounds + 1) * sizeof(int64_t); }
+static size_t delta_size(Py_ssize_t nbounds) { return sizeof(delta) + 2 * (size_t)(nbounds + 1) * sizeof(int64_t); }
 
 static delta *pool_at(Counter *self, int32_t i) { return (delta *)(self->pool + (size_t)i * self->pool_stride); }
 
@@ -109,12 +114,13 @@ static int flush_sink(Counter *self, sink *e)
 {
     delta *d = pool_at(self, e->delta);
     PyObject *slot = e->slot;
-    Py_ssize_t need = BUCKETS_AT + self->nbounds + 1;
+    Py_ssize_t need = BUCKETS_AT + self->nbounds + 1, up_at = need;
+    if (self->program.upstream) need += 1 + self->nbounds + 1;  /* slots.py's upstream part */
     if (!PyList_Check(slot) || PyList_GET_SIZE(slot) < need) {
         PyErr_SetString(PyExc_RuntimeError, "a bound slot is no longer a slot list");
         return -1;
     }
-    struct { Py_ssize_t at; PyObject *value; } adds[3 + COUNTER_MAX_BUCKETS + 1];
+    struct { Py_ssize_t at; PyObject *value; } adds[4 + 2 * COUNTER_MAX_BUCKETS + 2];
     int nadds = 0;
     adds[nadds].at = 0;
     adds[nadds++].value = PyLong_FromLongLong(d->count);
@@ -127,6 +133,16 @@ static int flush_sink(Counter *self, sink *e)
             if (d->buckets[b]) {
                 adds[nadds].at = BUCKETS_AT + b;
                 adds[nadds++].value = PyLong_FromLongLong(d->buckets[b]);
+            }
+        }
+    }
+    if (d->up_n) {
+        adds[nadds].at = up_at;
+        adds[nadds++].value = PyFloat_FromDouble(d->up_sum);
+        for (Py_ssize_t b = 0; b <= self->nbounds; b++) {
+            if (d->buckets[self->nbounds + 1 + b]) {
+                adds[nadds].at = up_at + 1 + b;
+                adds[nadds++].value = PyLong_FromLongLong(d->buckets[self->nbounds + 1 + b]);
             }
         }
     }
@@ -379,13 +395,45 @@ static int count_line(Counter *self, entry *en, const ls_line *ln)
         d->lat_sum += ln->lat;
         d->buckets[b]++;
     }
+    if (ln->has_up) {
+        Py_ssize_t b = 0;
+        while (b < self->nbounds && self->bounds[b] < ln->up) b++;
+        d->up_n++;
+        d->up_sum += ln->up;
+        d->buckets[self->nbounds + 1 + b]++;
+    }
     self->counted++;
     return 0;
 }
 
-static int scan_one(Counter *self, const ls_uc *p, size_t n, ls_line *ln)
+static int scan_one(Counter *self, const ls_uc *p, size_t n, ls_line *ln, ls_uc *keybuf)
 {
-    return self->format == FORMAT_TSV ? ls_scan_tsv(p, n, ln) : ls_scan_combined(p, n, self->lat_scale, ln);
+    switch (self->format) {
+    case FORMAT_TSV: return ls_scan_tsv(p, n, ln);
+    case FORMAT_COMBINED: return ls_scan_combined(p, n, self->lat_scale, ln);
+    default: return ls_scan_program(p, n, &self->program, keybuf, ln);
+    }
+}
+
+/* A raw key's request and status (each format's key layout), for its path key; 0 when it has none. */
+static int split_key(Counter *self, const ls_uc *key, size_t len, size_t *req_len, const ls_uc **st, size_t *st_len)
+{
+    if (self->format == FORMAT_PROGRAM) {
+        if (len < 2) return 0;
+        size_t rl = ((size_t)key[0] << 8) | key[1];
+        if (rl > len - 2) return 0;
+        *req_len = rl;
+        *st = key + 2 + rl;
+        *st_len = len - 2 - rl;
+        return 2;  /* the request starts after its length */
+    }
+    const ls_uc *sep = memchr(key, self->format == FORMAT_TSV ? '\t' : '"', len);
+    size_t skip = self->format == FORMAT_TSV ? 1 : 2;
+    if (sep == NULL || (size_t)(sep - key) + skip > len) return 0;
+    *req_len = (size_t)(sep - key);
+    *st = sep + skip;
+    *st_len = len - *req_len - skip;
+    return 1;
 }
 
 /* Counter.scan(lines, start) -> (index, raw key or None): counts from `start` to the first line it cannot
@@ -400,7 +448,7 @@ static PyObject *Counter_scan(Counter *self, PyObject *const *args, Py_ssize_t n
     Py_ssize_t i = PyLong_AsSsize_t(args[1]);
     if (i == -1 && PyErr_Occurred()) return NULL;
     if (i < 0) i = 0;
-    ls_uc pathkey[LS_PATH_KEY_MAX];
+    ls_uc pathkey[LS_PATH_KEY_MAX], keybuf[2 + 2 * LS_KEY_MAX];
     for (; i < PyList_GET_SIZE(lines); i++) {
         PyObject *item = PyList_GET_ITEM(lines, i);
         if (!PyBytes_Check(item)) {
@@ -411,18 +459,15 @@ static PyObject *Counter_scan(Counter *self, PyObject *const *args, Py_ssize_t n
         size_t n = (size_t)PyBytes_GET_SIZE(item);
         ls_line ln;
         memset(&ln, 0, sizeof ln);
-        if (scan_one(self, p, n, &ln) != LS_KEY) return Py_BuildValue("(nO)", i, Py_None);
+        if (scan_one(self, p, n, &ln, keybuf) != LS_KEY) return Py_BuildValue("(nO)", i, Py_None);
         entry *e = NULL;
         if (ln.values_ok) {
             e = lookup(self, KIND_RAW, ln.key, ln.keylen, key_hash(KIND_RAW, ln.key, ln.keylen));
             if (e == NULL) {
-                size_t split = 0, pklen;
-                const ls_uc *sep = memchr(ln.key, self->format == FORMAT_TSV ? '\t' : '"', ln.keylen);
-                if (sep) split = (size_t)(sep - ln.key);
-                size_t skip = self->format == FORMAT_TSV ? 1 : 2;
-                if (sep && split + skip <= ln.keylen &&
-                    ls_path_key(ln.key, split, ln.key + split + skip, ln.keylen - split - skip, self->ids,
-                                pathkey, &pklen))
+                size_t rl, sl, pklen;
+                const ls_uc *st;
+                int from = split_key(self, ln.key, ln.keylen, &rl, &st, &sl);
+                if (from && ls_path_key(ln.key + (from == 2 ? 2 : 0), rl, st, sl, self->ids, pathkey, &pklen))
                     e = lookup(self, KIND_PATH, pathkey, pklen, key_hash(KIND_PATH, pathkey, pklen));
             }
         }
@@ -442,20 +487,21 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     PyObject *slot = args[1];
-    if (PyList_GET_SIZE(slot) < BUCKETS_AT + self->nbounds + 1) {
+    if (PyList_GET_SIZE(slot) < BUCKETS_AT + (self->nbounds + 1) * (self->program.upstream ? 2 : 1) +
+                                    (self->program.upstream ? 1 : 0)) {
         PyErr_SetString(PyExc_ValueError, "the slot is narrower than the bounds");
         return NULL;
     }
     const ls_uc *key = (const ls_uc *)PyBytes_AS_STRING(args[0]);
     size_t len = (size_t)PyBytes_GET_SIZE(args[0]);
     if (len > LS_KEY_MAX) Py_RETURN_NONE;  /* not kept, as the Python caches keep no longer keys */
-    const ls_uc *sep = memchr(key, self->format == FORMAT_TSV ? '\t' : '"', len);
-    size_t skip = self->format == FORMAT_TSV ? 1 : 2;
-    if (sep == NULL || (size_t)(sep - key) + skip > len) {
+    size_t rl, sl;
+    const ls_uc *st;
+    int from = split_key(self, key, len, &rl, &st, &sl);
+    if (!from) {
         PyErr_SetString(PyExc_ValueError, "not a raw key of this format");
         return NULL;
     }
-    size_t split = (size_t)(sep - key);
     if (make_room(self, 2, len + LS_PATH_KEY_MAX) < 0) return NULL;
     int32_t sink_no = sink_of(self, slot);
     if (sink_no < 0) return NULL;
@@ -464,7 +510,7 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
         const ls_uc *k = key;
         size_t klen = len;
         if (kind == KIND_PATH) {
-            if (!ls_path_key(key, split, key + split + skip, len - split - skip, self->ids, pathkey, &klen)) break;
+            if (!ls_path_key(key + (from == 2 ? 2 : 0), rl, st, sl, self->ids, pathkey, &klen)) break;
             k = pathkey;
         }
         entry *e = lookup(self, kind, k, klen, key_hash(kind, k, klen));
@@ -500,14 +546,54 @@ static PyObject *Counter_stats(Counter *self, PyObject *Py_UNUSED(ignored))
                          "max_entries", (unsigned)COUNTER_ENTRIES, "max_key_bytes", (Py_ssize_t)COUNTER_KEY_BYTES);
 }
 
+/* The program as logformat.py gives it: a sequence of (kind, stop byte, role, literal bytes). */
+static int load_program(Counter *self, PyObject *program)
+{
+    PyObject *seq = PySequence_Fast(program, "program must be a sequence of (kind, stop, role, literal)");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    self->ops = PyMem_Calloc((size_t)(n ? n : 1), sizeof(ls_op));
+    self->literals = PyList_New(0);
+    if (self->ops == NULL || self->literals == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        int kind, stop, role;
+        PyObject *literal;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "iiiS", &kind, &stop, &role, &literal) ||
+            PyList_Append(self->literals, literal) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (kind < LS_OP_LITERAL || kind >= LS_OP_END || role < 0 || role >= LS_ROLES || stop < 0 || stop > 255 ||
+            (kind == LS_OP_LITERAL && PyBytes_GET_SIZE(literal) == 0)) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "not an op the scanner reads");
+            return -1;
+        }
+        self->ops[k] = (ls_op){.kind = kind, .role = role, .stop = (ls_uc)stop,
+                               .literal = (const ls_uc *)PyBytes_AS_STRING(literal),
+                               .len = (size_t)PyBytes_GET_SIZE(literal)};
+    }
+    Py_DECREF(seq);
+    self->program.ops = self->ops;
+    self->program.nops = (size_t)n;
+    return 0;
+}
+
 static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"format", "bounds_ms", "ids", "latency_scale", NULL};
+    static char *kwlist[] = {"format", "bounds_ms", "ids", "latency_scale", "program", "upstream_scale", "upstream",
+                             "unescape", NULL};
     const char *format;
-    PyObject *bounds;
-    int ids = 1;
-    double lat_scale = -1.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|pd", kwlist, &format, &bounds, &ids, &lat_scale)) return -1;
+    PyObject *bounds, *program = Py_None;
+    int ids = 1, upstream = 0, unescape = 1;
+    double lat_scale = -1.0, up_scale = 1000.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|pdOdpp", kwlist, &format, &bounds, &ids, &lat_scale, &program,
+                                     &up_scale, &upstream, &unescape))
+        return -1;
     if (self->pool != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Counter is initialized once");
         return -1;
@@ -516,6 +602,13 @@ static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
         self->format = FORMAT_TSV;
     } else if (strcmp(format, "combined") == 0) {
         self->format = FORMAT_COMBINED;
+    } else if (strcmp(format, "program") == 0) {
+        self->format = FORMAT_PROGRAM;
+        if (load_program(self, program) < 0) return -1;
+        self->program.lat_scale = lat_scale;
+        self->program.up_scale = up_scale;
+        self->program.upstream = upstream;
+        self->program.unescape = unescape;
     } else {
         PyErr_Format(PyExc_ValueError, "no compiled scanner for format %s", format);
         return -1;
@@ -579,6 +672,8 @@ static void Counter_dealloc(Counter *self)
     PyMem_Free(self->touched);
     PyMem_Free(self->sinks);
     PyMem_Free(self->sink_index);
+    PyMem_Free(self->ops);
+    Py_CLEAR(self->literals);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 

@@ -31,6 +31,8 @@ typedef struct {
     uint64_t size;
     int has_lat;
     double lat;             /* milliseconds */
+    int has_up;
+    double up;              /* the upstream times' sum, milliseconds */
 } ls_line;
 
 static inline int ls_ws(ls_uc c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
@@ -186,6 +188,215 @@ static int ls_scan_combined(const ls_uc *p, size_t n, double lat_scale, ls_line 
             out->lat *= lat_scale;
         }
     }
+    return LS_KEY;
+}
+
+/* ---- compiled format strings (logformat.py's CompiledFormat._core_program) ---------------------------- */
+
+enum { LS_OP_LITERAL = 0, LS_OP_CLIENT, LS_OP_HEAD, LS_OP_BRACKETED, LS_OP_QUOTED, LS_OP_NONSPACE, LS_OP_TIMES,
+       LS_OP_LIST, LS_OP_UNTIL, LS_OP_TIME_LOCAL, LS_OP_APACHE_TIME, LS_OP_END };
+enum { LS_ROLE_NONE = 0, LS_ROLE_REQUEST, LS_ROLE_STATUS, LS_ROLE_BYTES, LS_ROLE_LATENCY, LS_ROLE_UPSTREAM,
+       LS_ROLES };
+
+typedef struct {
+    int kind, role;
+    ls_uc stop;             /* LS_OP_UNTIL: the byte that ends the field (the next literal's first) */
+    const ls_uc *literal;   /* LS_OP_LITERAL */
+    size_t len;
+} ls_op;
+
+typedef struct {
+    const ls_op *ops;
+    size_t nops;
+    double lat_scale, up_scale;
+    int unescape;           /* escape=default: a request with a backslash is Python's to unescape */
+    int upstream;           /* count the upstream time (the slots have the upstream part) */
+} ls_program;
+
+/* `[0-9.]++` or `-`, as in logformat's _TIMES; `[^ ,]++` (`any`) for _LIST; returns the end or 0. */
+static size_t ls_item(const ls_uc *p, size_t n, size_t i, int list)
+{
+    size_t s = i;
+    if (!list && i < n && p[i] == '-') return i + 1;
+    while (i < n && (list ? (p[i] != ' ' && p[i] != ',') : (ls_digit(p[i]) || p[i] == '.'))) i++;
+    return i > s ? i : 0;
+}
+
+/* _TIMES and _LIST: an item (for _LIST possibly empty), then possessively `(?:, ?| : )item` */
+static size_t ls_items(const ls_uc *p, size_t n, size_t i, int list)
+{
+    size_t e = ls_item(p, n, i, list);
+    if (e == 0) {
+        if (!list) return 0;
+        e = i;  /* `[^ ,]*+`: empty */
+    }
+    i = e;
+    for (;;) {
+        size_t j = i;
+        if (j < n && p[j] == ',') {
+            j++;
+            if (j < n && p[j] == ' ') j++;  /* an item never starts with a space: no retry without it */
+        } else if (n - j >= 3 && p[j] == ' ' && p[j + 1] == ':' && p[j + 2] == ' ') {
+            j += 3;
+        } else {
+            break;
+        }
+        e = ls_item(p, n, j, list);
+        if (e == 0) break;
+        i = e;
+    }
+    return i;
+}
+
+static int ls_time_local(const ls_uc *p, size_t n, size_t i)
+{
+    static const char shape[] = "dd/aaa/dddd:dd:dd:dd sdddd";  /* d digit, a letter, s sign */
+    if (n - i < 26) return 0;
+    for (size_t k = 0; k < 26; k++) {
+        ls_uc c = p[i + k];
+        char want = shape[k];
+        if (want == 'd' ? !ls_digit(c) : want == 'a' ? !(((c | 0x20) >= 'a') && ((c | 0x20) <= 'z')) :
+            want == 's' ? (c != '+' && c != '-') : c != (ls_uc)want)
+            return 0;
+    }
+    return 1;
+}
+
+/* nginx's upstream times as parse_upstream_ms reads them: `-` is none; one time; or times split on `,`
+ * and `:`, each stripped of spaces, `-` skipped, summed in order (each multiplied by the scale first). */
+static int ls_upstream(const ls_uc *p, size_t n, double scale, int *has, double *out)
+{
+    *has = 0;
+    if (n == 1 && p[0] == '-') return 1;
+    if (!memchr(p, ',', n) && !memchr(p, ':', n)) {  /* one time, read whole (float() would strip it) */
+        if (!ls_time(p, n, out)) return 0;
+        *out *= scale;
+        *has = 1;
+        return 1;
+    }
+    double total = 0.0;
+    int seen = 0;
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        while (j < n && p[j] != ',' && p[j] != ':') j++;
+        size_t a = i, b = j;
+        while (a < b && p[a] == ' ') a++;  /* bytes.strip(): only spaces can be there (the regex) */
+        while (b > a && p[b - 1] == ' ') b--;
+        for (size_t k = a; k < b; k++)
+            if (ls_ws(p[k])) return 0;  /* other whitespace: Python decides */
+        if (!(b - a == 1 && p[a] == '-')) {
+            double v;
+            if (!ls_time(p + a, b - a, &v)) return 0;
+            total += v * scale;
+            seen = 1;
+        }
+        if (j >= n) break;
+        i = j + 1;
+    }
+    *has = seen;
+    *out = total;
+    return 1;
+}
+
+/* A line in a compiled format: the program's literals and fields in turn, each field read as its
+ * possessive pattern reads it, then `[ \t\r]*+` to the end. The raw key (written to `key`, at least
+ * 2 + 2 * LS_KEY_MAX bytes) is the request's length (2 bytes), the request and the status. */
+static int ls_scan_program(const ls_uc *p, size_t n, const ls_program *prog, ls_uc *key, ls_line *out)
+{
+    size_t at[LS_ROLES] = {0}, len[LS_ROLES] = {0};
+    int seen[LS_ROLES] = {0};
+    size_t i = 0;
+    for (size_t k = 0; k < prog->nops; k++) {
+        const ls_op *op = &prog->ops[k];
+        size_t s = i;
+        switch (op->kind) {
+        case LS_OP_LITERAL:
+            if (n - i < op->len || memcmp(p + i, op->literal, op->len) != 0) return LS_OUT;
+            i += op->len;
+            continue;
+        case LS_OP_CLIENT:  /* the one-token subset of the lenient client: the regex's only match */
+            while (i < n && !ls_ws(p[i]) && p[i] != '[') i++;
+            if (i == s) return LS_OUT;
+            break;
+        case LS_OP_HEAD:
+            while (i < n && !ls_ws(p[i]) && p[i] != '[') i++;
+            break;
+        case LS_OP_BRACKETED:
+            while (i < n && p[i] != ']' && p[i] != '\n' && i - s <= 64) i++;
+            if (i == s || i - s > 64) return LS_OUT;
+            break;
+        case LS_OP_QUOTED:
+            while (i < n && p[i] != '"') {
+                if (p[i] == '\\') {
+                    if (i + 1 >= n) break;
+                    i += 2;
+                } else {
+                    i++;
+                }
+            }
+            break;
+        case LS_OP_NONSPACE:
+            while (i < n && !ls_ws(p[i])) i++;
+            break;
+        case LS_OP_TIMES:
+        case LS_OP_LIST:
+            i = ls_items(p, n, i, op->kind == LS_OP_LIST);
+            if (i == 0) return LS_OUT;
+            break;
+        case LS_OP_UNTIL: {
+            const ls_uc *stop = memchr(p + i, op->stop, n - i);
+            i = stop ? (size_t)(stop - p) : n;
+            break;
+        }
+        case LS_OP_TIME_LOCAL:
+            if (!ls_time_local(p, n, i)) return LS_OUT;
+            i += 26;
+            break;
+        case LS_OP_APACHE_TIME:
+            if (i >= n || p[i] != '[') return LS_OUT;
+            i++;
+            while (i < n && p[i] != ']' && p[i] != '\n' && i - s <= 65) i++;
+            if (i >= n || p[i] != ']' || i - s < 2 || i - s > 65) return LS_OUT;
+            i++;
+            break;
+        default:
+            return LS_OUT;
+        }
+        if (op->role > 0 && op->role < LS_ROLES && !seen[op->role]) {
+            seen[op->role] = 1;
+            at[op->role] = s;
+            len[op->role] = i - s;
+        }
+    }
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) i++;
+    if (i != n || !seen[LS_ROLE_REQUEST] || !seen[LS_ROLE_STATUS]) return LS_OUT;
+    size_t rl = len[LS_ROLE_REQUEST], sl = len[LS_ROLE_STATUS];
+    if (rl > LS_KEY_MAX || sl > LS_KEY_MAX) return LS_OUT;
+    if (prog->unescape && memchr(p + at[LS_ROLE_REQUEST], '\\', rl)) return LS_OUT;
+    key[0] = (ls_uc)(rl >> 8);
+    key[1] = (ls_uc)rl;
+    memcpy(key + 2, p + at[LS_ROLE_REQUEST], rl);
+    memcpy(key + 2 + rl, p + at[LS_ROLE_STATUS], sl);
+    out->key = key;
+    out->keylen = 2 + rl + sl;
+    if (out->keylen > LS_KEY_MAX) return LS_OUT;
+    out->size = 0;
+    out->values_ok = seen[LS_ROLE_BYTES] ? ls_size(p + at[LS_ROLE_BYTES], len[LS_ROLE_BYTES], &out->size) : 1;
+    out->has_lat = 0;
+    if (out->values_ok && seen[LS_ROLE_LATENCY]) {
+        const ls_uc *v = p + at[LS_ROLE_LATENCY];
+        size_t vl = len[LS_ROLE_LATENCY];
+        if (!(vl == 1 && v[0] == '-')) {
+            out->has_lat = 1;
+            out->values_ok = ls_time(v, vl, &out->lat);
+            out->lat *= prog->lat_scale;
+        }
+    }
+    out->has_up = 0;
+    if (out->values_ok && prog->upstream && seen[LS_ROLE_UPSTREAM])
+        out->values_ok = ls_upstream(p + at[LS_ROLE_UPSTREAM], len[LS_ROLE_UPSTREAM], prog->up_scale, &out->has_up,
+                                     &out->up);
     return LS_KEY;
 }
 

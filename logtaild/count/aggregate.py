@@ -126,6 +126,9 @@ class Aggregator:
         if parser is parse_tsv:
             return core.counter("tsv", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled)
         spec = getattr(parser, "core_format", None)  # set by the formats the core has a scanner for
+        if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "program" and isinstance(spec[1], dict):
+            return core.counter("program", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
+                                program=spec[1], upstream=has_upstream(parser))
         if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
             return core.counter(spec[0], self.bounds_ms, self._ids_as_bytes, spec[1], compiled=self._compiled)
         return None

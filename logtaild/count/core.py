@@ -2,7 +2,8 @@
 found) or the pure-Python path; the one importer of `_core`.
 
 The compiled core counts the lines whose raw key it has been told (a `Counter` per aggregator, for the
-formats it has a scanner for: tsv and the combined preset without label fields); every other line,
+formats it has a scanner for: tsv, the combined preset, and the nginx and Apache format strings whose
+fields it reads exactly as their regex does, all without label fields); every other line,
 and every decision, stays in Python (aggregate.py). The Python path is the reference the compiled core
 is tested against, and the fallback: where the extension was not built, logtaild says so in one warning
 line at start (`warn_if_fallback`) and `logtaild --version` names the core that runs.
@@ -15,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 ENV = "LOGTAILD_CORE"
 CHOICES = ("auto", "compiled", "python")
-#: the formats the compiled core has a scanner for
-FORMATS = ("tsv", "combined")
+#: the formats the compiled core has a scanner for ("program": an nginx or Apache format string, compiled
+#: by logformat.py into the scanner's ops)
+FORMATS = ("tsv", "combined", "program")
 
 
 class Counter(Protocol):
@@ -63,14 +65,21 @@ def available() -> bool:
 
 
 def counter(fmt: str, bounds_ms: Sequence[float], ids: bool, latency_scale: float | None = None,
-            compiled: bool | None = None) -> Counter | None:
+            compiled: bool | None = None, program: Mapping[str, Any] | None = None,
+            upstream: bool = False) -> Counter | None:
     """A compiled counter for one aggregator of format `fmt`, or None for the Python path (no compiled
     core, `compiled=False`, or a format it has no scanner for). `ids`: the built-in id patterns alone
     decide the route of a path (no configured rules), so paths that differ only in ids share a key."""
     if _CORE is None or compiled is False or fmt not in FORMATS:
         return None
-    made: Counter = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids,
-                                  -1.0 if latency_scale is None else latency_scale)
+    if fmt == "program":
+        if program is None:
+            return None
+        made: Counter = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids, float(program["latency_scale"]),
+                                      program["ops"], float(program["upstream_scale"]), upstream,
+                                      bool(program["unescape"]))
+        return made
+    made = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids, -1.0 if latency_scale is None else latency_scale)
     return made
 
 

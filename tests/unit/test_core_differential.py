@@ -240,3 +240,89 @@ def test_the_version_line_names_the_core(env: str, word: str) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, core.ENV: env}, timeout=60)
     assert done.returncode == 0, done.stderr
     assert f"core: {word}" in done.stdout
+
+
+# ---- format strings (nginx log_format, Apache LogFormat) -----------------------------------------------
+
+FORMAT_STRINGS = [
+    ("nginx", '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+              '"$http_user_agent" $request_time $upstream_response_time'),
+    ("nginx", '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+              '"$http_user_agent" rt=$request_time uct="$upstream_connect_time" urt="$upstream_response_time"'),
+    ("nginx", 'escape=none $remote_addr $time_local "$request" $status $bytes_sent $request_time '
+              '$http_x_forwarded_for'),
+    ("apache", '%h %l %u %t "%r" %>s %b %D'),
+]
+times = st.sampled_from([b"0.004", b"-", b"0.004, 0.012", b"0.004, 0.012 : 0.001", b"- : 0.5", b"-, -", b"1.2.3",
+                         b"0.5,0.25", b"", b" 0.5", b"0.004 ,0.1", b"1e3", b"9" * 20, b"0.1234567890123456"]) | soup
+
+
+@st.composite
+def format_lines(draw: st.DrawFn, index: int) -> list[bytes]:
+    keys = draw(st.lists(st.tuples(request, status), min_size=1, max_size=6))
+    good = [(b"GET /users/%d HTTP/1.1" % n, b"200") for n in range(3)] + [(b"GET /a?x=1 HTTP/1.0", b"404")]
+    key = st.sampled_from(keys + good)
+    good_when = b"10/Oct/2000:13:55:36 -0700"
+
+    def make(c: bytes, t: bytes, k: tuple[bytes, bytes], b: bytes, lat: bytes, up: bytes, extra: bytes) -> bytes:
+        if index == 0:
+            return b'%s - - [%s] "%s" %s %s "-" "ua" %s %s%s' % (c, t, k[0], k[1], b, lat, up, extra)
+        if index == 1:
+            return b'%s - - [%s] "%s" %s %s "-" "ua" rt=%s uct="%s" urt="%s"%s' % (c, t, k[0], k[1], b, lat, up, up,
+                                                                                  extra)
+        if index == 2:
+            return b'%s %s "%s" %s %s %s %s%s' % (c, t, k[0], k[1], b, lat, up, extra)
+        return b'%s - - [%s] "%s" %s %s %s%s' % (c, t, k[0], k[1], b, lat, extra)
+
+    good_size = st.sampled_from([b"512", b"0", b"-", b"123456"])
+    good_time = st.sampled_from([b"0.004", b"-", b"1.5", b"0.25", b"12"])
+    good_times = st.sampled_from([b"0.004", b"-", b"0.004, 0.012", b"0.004, 0.012 : 0.001", b"-, 0.5"])
+    good_key = st.sampled_from(good) | key
+    plain = st.builds(make, st.just(b"10.0.0.1"), st.just(good_when), good_key, good_size, good_time, good_times,
+                      st.sampled_from([b"", b" ", b"\r", b"\t "]))
+    shaped = st.builds(make, client, st.sampled_from([good_when, b"10/Oct/2000:13:55:36", b"x" * 70]) | soup, key,
+                       good_size | size, good_time | latency | soup, good_times | times,
+                       st.sampled_from([b"", b" x", b'"']) | soup)
+    odd = st.one_of(st.binary(max_size=60), soup)
+    line = st.sampled_from(range(10)).flatmap(lambda k: plain if k < 6 else shaped if k < 9 else odd)
+    n = draw(st.integers(0, 80))
+    return draw(st.lists(line, min_size=n, max_size=n))
+
+
+def _format_pair(index: int, max_routes: int, max_series: int,
+                 rules: list[tuple[str, str]]) -> tuple[Aggregator, Aggregator]:
+    from logtaild.count.logformat import compile_format
+
+    server, text = FORMAT_STRINGS[index]
+
+    def one(compiled: bool | None) -> Aggregator:
+        limiter = RouteLimiter(max_routes, rules, max_series=max_series)
+        return Aggregator(limiter, BOUNDS_MS, compile_format(server, text), compiled=compiled)
+
+    fast, ref = one(None), one(False)
+    assert fast.core_name == "compiled" and ref.core_name == "python"
+    return fast, ref
+
+
+@pytest.mark.parametrize("index", range(len(FORMAT_STRINGS)))
+@SETTINGS
+@given(data=st.data(), sizes=st.lists(st.integers(1, 30), max_size=8), cap=caps)
+def test_format_strings_the_compiled_core_counts_what_the_python_path_counts(
+        index: int, data: st.DataObject, sizes: list[int], cap: tuple[int, int, list[tuple[str, str]]]) -> None:
+    lines = data.draw(format_lines(index))
+    aggs = _format_pair(index, *cap)
+    _feed(aggs, lines, sizes)
+    assert_same(*aggs)
+    fast, ref = aggs
+    assert [slots.upstream_sum_ms(s, BOUNDS_MS) for s in fast.slots.values()] == pytest.approx(
+        [slots.upstream_sum_ms(s, BOUNDS_MS) for s in ref.slots.values()], rel=1e-12, abs=1e-9)
+    assert [slots.upstream_bucket_counts(s, BOUNDS_MS) for s in fast.slots.values()] == [
+        slots.upstream_bucket_counts(s, BOUNDS_MS) for s in ref.slots.values()]
+
+
+def test_a_format_with_label_fields_or_an_unread_field_is_counted_by_python() -> None:
+    from logtaild.count.logformat import compile_format
+
+    assert getattr(compile_format("nginx", FORMAT_STRINGS[0][1], label_fields={"vhost": "$remote_user"}),
+                   "core_format", None) is None
+    assert getattr(compile_format("nginx", '$msec $status "$request"'), "core_format", None) is None
