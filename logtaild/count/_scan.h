@@ -124,19 +124,21 @@ static int ls_scan_combined(const ls_uc *p, size_t n, double lat_scale, ls_line 
     }
     if (i >= n || p[i] != '[') return LS_OUT;
     start = ++i;
-    while (i < n && p[i] != ']' && p[i] != '\n' && i - start <= 64) i++;
-    if (i >= n || p[i] != ']' || i == start || i - start > 64) return LS_OUT;
-    i++;
+    size_t room = n - i < 65 ? n - i : 65;  /* `[^\]\n]{1,64}` then `]`: the first `]` within 65 bytes */
+    const ls_uc *close = memchr(p + i, ']', room);
+    if (close == NULL || close == p + i || memchr(p + i, '\n', (size_t)(close - (p + i)))) return LS_OUT;
+    i = (size_t)(close - p) + 1;
     if (n - i < 2 || p[i] != ' ' || p[i + 1] != '"') return LS_OUT;
     i += 2;
     size_t key_start = i;
-    while (i < n && p[i] != '"') {
-        if (p[i] == '\\') return LS_OUT;  /* escapes: Python unescapes and decides */
-        i++;
-    }
+    const ls_uc *quote = memchr(p + i, '"', n - i);
+    if (quote == NULL || memchr(p + i, '\\', (size_t)(quote - (p + i))))
+        return LS_OUT;  /* unclosed, or escapes: Python unescapes and decides */
+    i = (size_t)(quote - p);
     if (n - i < 2 || p[i + 1] != ' ') return LS_OUT;
     i += 2;
-    while (i < n && p[i] != ' ') i++;  /* the status, `[^ ]*+`: Python judged it when it bound the key */
+    const ls_uc *space = memchr(p + i, ' ', n - i);  /* the status, `[^ ]*+`: judged by Python at bind */
+    i = space ? (size_t)(space - p) : n;
     out->key = p + key_start;
     out->keylen = i - key_start;
     if (out->keylen > LS_KEY_MAX || i >= n) return LS_OUT;
@@ -155,7 +157,12 @@ static int ls_scan_combined(const ls_uc *p, size_t n, double lat_scale, ls_line 
         if (p[q] == '"') {
             r = q + 1;
             int closed = 0;
-            while (r < n) {
+            const ls_uc *end = memchr(p + r, '"', n - r);
+            if (end != NULL && !memchr(p + r, '\\', (size_t)(end - (p + r)))) {  /* no escape: the next quote */
+                r = (size_t)(end - p) + 1;
+                closed = 1;
+            }
+            while (!closed && r < n) {
                 if (p[r] == '"') { r++; closed = 1; break; }
                 if (p[r] == '\\') {
                     if (r + 1 >= n) break;
