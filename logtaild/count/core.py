@@ -95,4 +95,4 @@ def warn_if_fallback(log: logging.Logger) -> None:
     global _warned
     if _CORE is None and not _warned and not DESCRIPTION.startswith("python (forced"):
         _warned = True
-        log.warning("counting with the pure-Python core: %s", DESCRIPTION.removeprefix("python ").strip("()"))
+        log.warning("counting with the pure-Python core: %s", DESCRIPTION.removeprefix("python (").removesuffix(")"))
