@@ -471,9 +471,9 @@ class CompiledFormat:
         if self.escape not in ("default", "none") or REQUEST not in self.chosen or STATUS not in self.chosen:
             return None
         roles = {self.chosen[REQUEST].name: 1, self.chosen[STATUS].name: 2}
-        for role, number in ((BYTES, 3), (LATENCY, 4)):
-            if role in self.chosen:
-                roles[self.chosen[role].name] = number
+        for name, number in ((BYTES, 3), (LATENCY, 4)):
+            if name in self.chosen:
+                roles[self.chosen[name].name] = number
         if upstream:
             roles[upstream] = 5
         head_end = _head_end(self.tokens)
