@@ -11,6 +11,7 @@ Phases, in this order (pick with --only / --skip):
   routes    RSS with 1k, 10k and 100k distinct raw routes (normalization and the default cap on)
   big       logtaild --once over a --big-gb file (the log repeated): RSS flat in file size
   push      (only when asked) CPU and bytes of one remote-write push with 1,000 and 10,000 series
+  native    (only when asked) native histograms on and off: RSS per series at 10,000 series, catch-up speed
   profile   (only when asked) logtaild's catch-up under py-spy and cProfile -> bench/out/profile.txt
 
 A full run takes about 12 minutes on 2 cores; --quick (smaller file, shorter windows) about 2.
@@ -27,13 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import catchup, formats, gen, memory, profile, push, report, steady
+from bench import catchup, formats, gen, memory, native, profile, push, report, steady
 from bench.context import BENCH, Context
 from bench.procs import loadavg, wait_for
 
-PHASES = ("check", "catchup", "formats", "steady", "scrape", "routes", "big", "profile", "push")
-#: profile and push run only when asked (--only)
-DEFAULT_PHASES = PHASES[:-2]
+PHASES = ("check", "catchup", "formats", "steady", "scrape", "routes", "big", "profile", "push", "native")
+#: profile, push and native run only when asked (--only)
+DEFAULT_PHASES = PHASES[:-3]
 
 
 def _ints(text: str) -> list[int]:
@@ -197,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["profile"] = profile.run(ctx, path, exp.lines)
             elif phase == "push":
                 results["push"] = push.run(ctx, args.series, args.scrapes)
+            elif phase == "native":
+                path, exp = need_log()
+                results["native"] = native.run(ctx, path, exp.lines, args.reps, max(args.series))
         except Exception as exc:
             failed = True
             results.setdefault("errors", {})[phase] = f"{type(exc).__name__}: {exc}"

@@ -21,11 +21,12 @@ from bench.context import Context
 from bench.procs import Daemon, children, free_port, pss_kb, read_chars, run_timed, status_kb, wait_for
 
 
-def load(ctx: Context, name: str, path: Path, lines: int, routes_max: int | None = None) -> Daemon:
-    """A logtaild daemon that has read all of `path`."""
+def load(ctx: Context, name: str, path: Path, lines: int, routes_max: int | None = None,
+         extra: dict[str, Any] | None = None) -> Daemon:
+    """A logtaild daemon that has read all of `path` (`extra`: more config keys)."""
     port = free_port()
     config: dict[str, Any] = {"listen": f"127.0.0.1:{port}", "interval": 3600, "from_start": True,
-                              "files": [{"path": str(path), "format": "tsv"}]}
+                              "files": [{"path": str(path), "format": "tsv"}], **(extra or {})}
     if routes_max is not None:
         config["routes"] = {"max": routes_max}
     config_path = ctx.out / f"{name}.yaml"

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from logtaild import __version__
-from logtaild.config import FORMATS, Config, ConfigError, FileConfig, check, dump_yaml, load
+from logtaild.config import FORMATS, REPORTS, Config, ConfigError, FileConfig, check, dump_yaml, load
 from logtaild.count import core
 from logtaild.export.server import ListenError
 from logtaild.export.webconfig import load_web_config
@@ -49,7 +49,7 @@ class UsageFailure(Exception):
 def _overrides(options: dict[str, Any]) -> dict[str, Any]:
     """The flags that were given, as Config field values."""
     out: dict[str, Any] = {}
-    for name in ("listen", "interval", "state_file", "web_config"):
+    for name in ("listen", "interval", "state_file", "web_config", "report"):
         if options.get(name) is not None:
             out[name] = options[name]
     if options.get("from_start"):
@@ -101,6 +101,9 @@ def _setup_logging(level: str) -> None:
               help="Report period (default 10; fractions allowed).")
 @click.option("--listen", metavar="[HOST]:PORT", help="Where /metrics is served (default :10181).")
 @click.option("--from-start", is_flag=True, help="Read files that already exist from their start.")
+@click.option("--report", type=click.Choice(REPORTS), metavar="COLUMNS",
+              help="The report's columns: counts (the fixed format, default) or latency (adds p50 p95 p99 "
+                   "mean_ms after the QPS).")
 @click.option("--once", is_flag=True, help="Read to the end, print one report, exit; no HTTP server.")
 @click.option("--state-file", metavar="PATH", help="Checkpoint file: resume where the last run stopped.")
 @click.option("--web-config", metavar="FILE", type=click.Path(dir_okay=False),

@@ -44,6 +44,29 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class NativeHistogramsConfig:
+    """Native (exponential) buckets kept beside the classic ones; `native_histograms: false` turns them off.
+
+    The defaults are count/native.py's (client_golang's zero threshold, 2^-128 s).
+    """
+
+    enabled: bool = True
+    #: resolution: each power of two is split into 2^schema buckets (-4 to 8; 3: bounds 9 % apart)
+    schema: int = 3
+    #: latencies at or below this many seconds count in the zero bucket
+    zero_threshold_s: float = 2.0 ** -128
+    #: populated buckets per histogram above which the resolution is halved (0: no limit)
+    max_buckets: int = 160
+
+
+#: `report:` values: the fixed columns, or those and the latency percentiles
+REPORTS = ("counts", "latency")
+#: what `exemplar_field` may hold: a trace id in hex, short enough for OpenMetrics' 128-character
+#: exemplar label set with the name `trace_id`
+EXEMPLAR_MAX = 128 - len("trace_id")
+
+
+@dataclass(frozen=True)
 class FileConfig:
     """One followed path (or glob) and how to read it."""
 
@@ -65,6 +88,10 @@ class FileConfig:
     upstream_field: str | None = None
     #: unit of `upstream_field` when it is not one of nginx's upstream variables (which are seconds)
     upstream_unit: str = "seconds"
+    #: this file's native histogram settings (None: the top-level `native_histograms`)
+    native_histograms: NativeHistogramsConfig | None = None
+    #: a field holding a trace id (`$request_id`, `%{traceparent}i`, a json key): exemplars on the buckets
+    exemplar_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +201,14 @@ class Config:
     web_config: str | None = None
     #: receivers of pushes (remote write); see RemoteWriteConfig
     remote_write: tuple[RemoteWriteConfig, ...] = ()
+    #: native histograms for every file without its own `native_histograms`
+    native_histograms: NativeHistogramsConfig = field(default_factory=NativeHistogramsConfig)
+    #: the report's columns: `counts` (the fixed format) or `latency` (with p50 p95 p99 mean_ms)
+    report: str = "counts"
+
+    def native_for(self, file: FileConfig) -> NativeHistogramsConfig:
+        """The native histogram settings a file counts with (its own, else the top-level ones)."""
+        return file.native_histograms if file.native_histograms is not None else self.native_histograms
 
     def bucket_bounds(self) -> tuple[float, ...]:
         """Histogram bounds in seconds, with every SLO threshold added so slow counts are exact."""
@@ -221,6 +256,8 @@ def _convert(kind: object, value: object, where: str) -> object:
         kind = next(option for option in options if option is not type(None))
         origin = typing.get_origin(kind)
     if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        if isinstance(value, bool) and "enabled" in {f.name for f in dataclasses.fields(kind)}:
+            return build(kind, {"enabled": value}, where)  # `key: false` turns a feature off
         return build(kind, value, where)
     if origin is tuple:
         if not isinstance(value, list):
@@ -313,11 +350,31 @@ def check(config: Config) -> Config:
         _fraction(slo.availability, f"slo[{i}].availability")
     for i, receiver in enumerate(config.remote_write):
         _check_remote_write(receiver, f"remote_write[{i}]", [r.url for r in config.remote_write[:i]])
+    _check_native(config.native_histograms, "native_histograms")
+    if config.report not in REPORTS:
+        raise ConfigError(f"report: must be one of {', '.join(REPORTS)}, got {config.report!r}")
     return config
+
+
+def _check_native(native: NativeHistogramsConfig, where: str) -> None:
+    if not -4 <= native.schema <= 8:
+        raise ConfigError(f"{where}.schema: must be between -4 and 8, got {native.schema}")
+    if not (native.zero_threshold_s >= 0 and math.isfinite(native.zero_threshold_s)):
+        raise ConfigError(f"{where}.zero_threshold_s: must be a number of seconds >= 0, got {native.zero_threshold_s}")
+    if native.zero_threshold_s >= 1.0:
+        raise ConfigError(f"{where}.zero_threshold_s: {native.zero_threshold_s} s would put most latencies in the "
+                          "zero bucket (it is the width of the bucket for latencies near 0)")
+    if native.max_buckets < 0:
+        raise ConfigError(f"{where}.max_buckets: must be >= 0 (0: no limit), got {native.max_buckets}")
 
 
 def _check_file(file: FileConfig, where: str) -> None:
     """Format, latency unit, json fields, log format, labels and label fields of one file entry."""
+    if file.native_histograms is not None:
+        _check_native(file.native_histograms, f"{where}.native_histograms")
+    if file.exemplar_field is not None and (not file.exemplar_field or file.format == "tsv"):
+        raise ConfigError(f"{where}.exemplar_field: " + (
+            "the tsv format has no field for a trace id" if file.exemplar_field else "must not be empty"))
     if file.format not in FORMATS:
         raise ConfigError(f"{where}.format: must be one of {', '.join(FORMATS)}, got {file.format!r}")
     if file.latency_unit not in (None, *UNITS):

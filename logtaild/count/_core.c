@@ -67,6 +67,8 @@ typedef struct {
     ls_program program;  /* FORMAT_PROGRAM: the compiled format string */
     ls_op *ops;
     PyObject *literals;  /* owns the literals' bytes the ops point into */
+    int native;          /* the file has native histograms: the batch's (slot, ms) pairs go to Python */
+    PyObject *pairs, *up_pairs;
     Py_ssize_t nbounds;
     double *bounds;
     entry *entries;
@@ -375,6 +377,18 @@ static delta *touch(Counter *self, sink *e)
     return pool_at(self, e->delta);
 }
 
+static int append_pair(PyObject *list, PyObject *slot, double ms)
+{
+    PyObject *value = PyFloat_FromDouble(ms);
+    if (value == NULL) return -1;
+    PyObject *pair = PyTuple_Pack(2, slot, value);
+    Py_DECREF(value);
+    if (pair == NULL) return -1;
+    int rc = PyList_Append(list, pair);
+    Py_DECREF(pair);
+    return rc;
+}
+
 /* Count one line into its entry's delta; -1 with an exception set. */
 static int count_line(Counter *self, entry *en, const ls_line *ln)
 {
@@ -394,6 +408,11 @@ static int count_line(Counter *self, entry *en, const ls_line *ln)
         d->lat_n++;
         d->lat_sum += ln->lat;
         d->buckets[b]++;
+    }
+    if (self->native && (ln->has_lat || ln->has_up)) {  /* slots.observe_natives counts them at the flush */
+        sink *k = &self->sinks[en->sink];
+        if (ln->has_lat && append_pair(self->pairs, k->slot, ln->lat) < 0) return -1;
+        if (ln->has_up && append_pair(self->up_pairs, k->slot, ln->up) < 0) return -1;
     }
     if (ln->has_up) {
         Py_ssize_t b = 0;
@@ -523,10 +542,21 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* flush() -> None, or with native histograms the batch's (slot, latency ms) and (slot, upstream ms) pairs */
 static PyObject *Counter_flush(Counter *self, PyObject *Py_UNUSED(ignored))
 {
     if (flush_all(self) < 0) return NULL;
-    Py_RETURN_NONE;
+    if (!self->native) Py_RETURN_NONE;
+    PyObject *pairs = PyList_New(0), *up_pairs = PyList_New(0);
+    if (pairs == NULL || up_pairs == NULL) {
+        Py_XDECREF(pairs);
+        Py_XDECREF(up_pairs);
+        return NULL;
+    }
+    PyObject *out = Py_BuildValue("(NN)", self->pairs, self->up_pairs);  /* hands the lists over */
+    self->pairs = pairs;
+    self->up_pairs = up_pairs;
+    return out;
 }
 
 static PyObject *Counter_clear(Counter *self, PyObject *Py_UNUSED(ignored))
@@ -586,14 +616,20 @@ static int load_program(Counter *self, PyObject *program)
 static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"format", "bounds_ms", "ids", "latency_scale", "program", "upstream_scale", "upstream",
-                             "unescape", NULL};
+                             "unescape", "native", NULL};
     const char *format;
     PyObject *bounds, *program = Py_None;
-    int ids = 1, upstream = 0, unescape = 1;
+    int ids = 1, upstream = 0, unescape = 1, native = 0;
     double lat_scale = -1.0, up_scale = 1000.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|pdOdpp", kwlist, &format, &bounds, &ids, &lat_scale, &program,
-                                     &up_scale, &upstream, &unescape))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|pdOdppp", kwlist, &format, &bounds, &ids, &lat_scale, &program,
+                                     &up_scale, &upstream, &unescape, &native))
         return -1;
+    if (native) {
+        self->native = 1;
+        self->pairs = PyList_New(0);
+        self->up_pairs = PyList_New(0);
+        if (self->pairs == NULL || self->up_pairs == NULL) return -1;
+    }
     if (self->pool != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Counter is initialized once");
         return -1;
@@ -650,6 +686,8 @@ static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
 
 static int Counter_traverse(Counter *self, visitproc visit, void *arg)
 {
+    Py_VISIT(self->pairs);
+    Py_VISIT(self->up_pairs);
     for (uint32_t i = 0; i < self->nsinks; i++) Py_VISIT(self->sinks[i].slot);
     return 0;
 }
@@ -657,6 +695,8 @@ static int Counter_traverse(Counter *self, visitproc visit, void *arg)
 static int Counter_tp_clear(Counter *self)
 {
     clear_table(self);  /* pending deltas are dropped: only a dying counter gets here */
+    Py_CLEAR(self->pairs);
+    Py_CLEAR(self->up_pairs);
     return 0;
 }
 

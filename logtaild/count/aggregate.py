@@ -19,11 +19,13 @@ and their readers are the same with either core; `LOGTAILD_CORE=python` counts w
 A file without a configured format has a parser that chooses the format from the first batch
 (`parsers.AutoParser`): `feed` asks it before counting, so those lines are counted once, with the
 chosen format, and a TSV file still gets the fast loops. A parser whose records carry upstream times
-(`has_upstream`) gets slots with the upstream part.
+(`has_upstream`) gets slots with the upstream part. With a `NativeSpec` every latency is also counted
+into the slot's native histograms (count/native.py, kept in the slot's extension: see slots.py).
 """
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 
@@ -39,6 +41,7 @@ from logtaild.count.formats import (
     parse_tsv,
     path_part,
 )
+from logtaild.count.native import NativeSpec
 from logtaild.count.parsers import AutoParser, has_upstream, label_cap
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, overflow_key
@@ -50,10 +53,14 @@ from logtaild.count.slots import (
     ExtraLabels,
     Slot,
     SlotKey,
+    copy_slot,
     counts_by_route_status,
     merge_slots,
+    native_part,
     new_slot,
     observe,
+    observe_exemplar,
+    observe_natives,
     observe_upstream,
 )
 
@@ -80,10 +87,19 @@ class Aggregator:
         bounds_ms: Sequence[float],
         parser: Callable[[bytes], AccessRecord] = parse_tsv,
         cache_max: int = 32768,
+        native: NativeSpec | None = None,
+        exemplars: bool = False,
+        wall: Callable[[], float] = time.time,
         compiled: bool | None = None,
     ) -> None:
         self.limiter = limiter
         self.bounds_ms = list(bounds_ms)
+        #: native histograms (None: classic buckets only); `exemplars`: keep records' trace ids
+        self.native = native
+        self.exemplars = exemplars
+        self.detailed = native is not None or exemplars
+        self.now = 0.0  # the exemplars' time: when the batch was read (set by `feed`)
+        self._wall = wall
         self.slots: dict[SlotKey, Slot] = {}
         self.lines = 0
         self.malformed = dict.fromkeys(REASONS, 0)
@@ -108,6 +124,8 @@ class Aggregator:
     def feed(self, lines: list[bytes]) -> None:
         """Count a batch of complete lines (without their newlines)."""
         self.lines += len(lines)
+        if self.exemplars:
+            self.now = self._wall()
         if self._auto is not None and lines:
             self._use(self._auto.choose(lines))
         if self._core is not None:
@@ -124,13 +142,15 @@ class Aggregator:
     def _make_core(self, parser: Callable[[bytes], AccessRecord]) -> core.Counter | None:
         """The compiled counter for this parser's format, or None (no compiled core, or no scanner)."""
         if parser is parse_tsv:
-            return core.counter("tsv", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled)
+            return core.counter("tsv", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
+                                native=self.native is not None)
         spec = getattr(parser, "core_format", None)  # set by the formats the core has a scanner for
         if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "program" and isinstance(spec[1], dict):
             return core.counter("program", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
-                                program=spec[1], upstream=has_upstream(parser))
+                                program=spec[1], upstream=has_upstream(parser), native=self.native is not None)
         if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
-            return core.counter(spec[0], self.bounds_ms, self._ids_as_bytes, spec[1], compiled=self._compiled)
+            return core.counter(spec[0], self.bounds_ms, self._ids_as_bytes, spec[1], compiled=self._compiled,
+                                native=self.native is not None)
         return None
 
     @property
@@ -161,7 +181,11 @@ class Aggregator:
                         counter.bind(key, slot)
                 i += 1
         finally:
-            counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
+            timed = counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
+            if timed is not None and self.native is not None:  # the native buckets of the lines it counted
+                observe_natives(timed[0], self.native)
+                for slot, upstream_ms in timed[1]:
+                    native_part(slot, self.native, upstream=True).observe(upstream_ms / 1000.0)
 
     def _use(self, parser: Callable[[bytes], AccessRecord]) -> None:
         """Count with the parser an undecided one chose; stop asking once it has decided for good."""
@@ -187,6 +211,9 @@ class Aggregator:
         """`ip, request, status, bytes, latency` lines; returns the ones it could not count."""
         get, known = self._cache.get, self._known_slot
         bounds = self.bounds_ms
+        native = self.native
+        timed: list[tuple[Slot, float]] = []  # the batch's latencies for the native buckets, counted after
+        add_timed = timed.append
         count_at, bytes_at, lat_at, buckets_at = COUNT, BYTES, LAT_SUM, BUCKETS
         slow: list[bytes] = []
         for line in lines:
@@ -203,8 +230,12 @@ class Aggregator:
                 slot[bytes_at] += size
                 slot[lat_at] += lat
                 slot[buckets_at + bisect_left(bounds, lat)] += 1
+                if native is not None:
+                    add_timed((slot, lat))
             else:
                 slow.append(line)
+        if timed and native is not None:
+            observe_natives(timed, native)
         return slow
 
     def _feed_tsv4(self, lines: list[bytes]) -> list[bytes]:
@@ -256,7 +287,7 @@ class Aggregator:
             if path_key is not None and len(path_key[1]) <= _RAW_KEY_LONGEST:  # see _remember_raw
                 self._paths[path_key] = slot
             self._remember_raw(raw_key, slot)
-        observe(slot, self.bounds_ms, size, latency)
+        observe(slot, self.bounds_ms, size, latency, self.native)
 
     def _known_slot(self, key: bytes) -> Slot | None:
         """The slot of a new `request<TAB>status` key if its path key is cached (then key is too)."""
@@ -321,14 +352,16 @@ class Aggregator:
             self._malformed(exc.reason, line)
             return None
         slot = self.slot_for(record.route, record.method, record.status, record.labels)
-        observe(slot, self.bounds_ms, record.bytes, record.latency_ms)  # not self.add: one call per line
+        observe(slot, self.bounds_ms, record.bytes, record.latency_ms, self.native)  # not self.add: one call
         if record.upstream_ms is not None and self.upstream:
-            observe_upstream(slot, self.bounds_ms, record.upstream_ms)
+            observe_upstream(slot, self.bounds_ms, record.upstream_ms, self.native)
+        if record.exemplar is not None and record.latency_ms is not None and self.exemplars:
+            observe_exemplar(slot, self.bounds_ms, record.latency_ms, record.exemplar, self.now)
         return slot
 
     def add(self, slot: Slot, record: AccessRecord) -> None:
         """Count one record into its slot."""
-        observe(slot, self.bounds_ms, record.bytes, record.latency_ms)
+        observe(slot, self.bounds_ms, record.bytes, record.latency_ms, self.native)
 
     def add_record(self, record: AccessRecord) -> None:
         """Count a record parsed elsewhere (tests, other formats)."""
@@ -362,7 +395,7 @@ class Aggregator:
                 safe = overflow_key(safe)
                 slot = self.slots.get(safe)
             if slot is None:
-                slot = self.slots[safe] = new_slot(self.bounds_ms, self.upstream)
+                slot = self.slots[safe] = new_slot(self.bounds_ms, self.upstream, self.detailed)
         if key is not None and _key_length(key) <= _SERIES_KEY_LONGEST:
             if len(self._series) >= self._cache_max:
                 self._series.clear()  # hot keys come back at once
@@ -372,7 +405,7 @@ class Aggregator:
     def merge_slots(self, slots: Mapping[SlotKey, Slot]) -> None:
         """Add slots counted elsewhere (a worker, the state file, a replaced aggregator), admitting
         their routes through this aggregator's cap, so the cap holds over the sum."""
-        merge_slots(slots, self._counted_slot)
+        merge_slots(slots, self._counted_slot, self.native)
 
     def _counted_slot(self, key: SlotKey) -> Slot:
         """This aggregator's slot for a key another aggregator produced (its route already normalized)."""
@@ -383,8 +416,9 @@ class Aggregator:
         return self._new_series(self.limiter.series_key(admitted, method, status, labels, escaped=True), None)
 
     def snapshot(self) -> list[tuple[SlotKey, Slot]]:
-        """A copy of every slot, taken under the caller's lock."""
-        return [(key, slot[:]) for key, slot in self.slots.items()]
+        """A copy of every slot, taken under the caller's lock (native histograms shared, frozen: slots.py)."""
+        copy = copy_slot if self.detailed else list.copy
+        return [(key, copy(slot)) for key, slot in self.slots.items()]
 
     def counts_by_route_status(self) -> dict[tuple[str, str], int]:
         """Request counts per (route, status), summed over methods and labels."""

@@ -32,7 +32,7 @@ class Counter(Protocol):
 
     def scan(self, lines: list[bytes], start: int, /) -> tuple[int, bytes | None]: ...
     def bind(self, key: bytes, slot: list[float], /) -> None: ...
-    def flush(self) -> None: ...
+    def flush(self) -> tuple[list[tuple[list[Any], float]], list[tuple[list[Any], float]]] | None: ...
     def clear(self) -> None: ...
     def stats(self) -> dict[str, int]: ...
 
@@ -66,7 +66,7 @@ def available() -> bool:
 
 def counter(fmt: str, bounds_ms: Sequence[float], ids: bool, latency_scale: float | None = None,
             compiled: bool | None = None, program: Mapping[str, Any] | None = None,
-            upstream: bool = False) -> Counter | None:
+            upstream: bool = False, native: bool = False) -> Counter | None:
     """A compiled counter for one aggregator of format `fmt`, or None for the Python path (no compiled
     core, `compiled=False`, or a format it has no scanner for). `ids`: the built-in id patterns alone
     decide the route of a path (no configured rules), so paths that differ only in ids share a key."""
@@ -77,9 +77,10 @@ def counter(fmt: str, bounds_ms: Sequence[float], ids: bool, latency_scale: floa
             return None
         made: Counter = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids, float(program["latency_scale"]),
                                       program["ops"], float(program["upstream_scale"]), upstream,
-                                      bool(program["unescape"]))
+                                      bool(program["unescape"]), native)
         return made
-    made = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids, -1.0 if latency_scale is None else latency_scale)
+    made = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids, -1.0 if latency_scale is None else latency_scale,
+                         native=native)
     return made
 
 

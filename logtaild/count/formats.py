@@ -200,6 +200,21 @@ Parser = Callable[[bytes], AccessRecord]
 #: These are responses the server sent, so they are counted, under this one bounded value.
 NO_REQUEST = "-"
 
+#: a trace id kept as an exemplar: hex digits, at most 120 (OpenMetrics allows 128 characters for an
+#: exemplar's label names and values together, and `trace_id` takes 8); or a W3C `traceparent` header,
+#: whose trace-id part is taken
+_TRACE_ID = re.compile(rb"[0-9A-Fa-f]{1,120}")
+_TRACEPARENT = re.compile(rb"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_id(raw: bytes) -> str | None:
+    """The trace id in an `exemplar_field` value, or None when it holds none (`-`, not hex, too long):
+    a line is never malformed for its trace id, it just has no exemplar."""
+    if _TRACE_ID.fullmatch(raw):
+        return raw.decode("ascii")
+    match = _TRACEPARENT.fullmatch(raw)
+    return match.group(1).decode("ascii") if match else None
+
 #: Multipliers from a configured latency unit to milliseconds (the internal unit).
 LATENCY_SCALES = {"seconds": 1000.0, "milliseconds": 1.0, "microseconds": 0.001}
 
@@ -280,7 +295,8 @@ def _number(value: Any, reason: str, what: str) -> Any:
 
 def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str | None = None,
                      label_keys: Mapping[str, str] | None = None, max_label_values: int = MAX_SERVICES,
-                     upstream_key: str | None = None, upstream_scale: float = 1000.0) -> Parser:
+                     upstream_key: str | None = None, upstream_scale: float = 1000.0,
+                     exemplar_key: str | None = None) -> Parser:
     """A parser for one JSON object per line; `fields` maps our names onto the log's keys.
 
     route: from the route key (`path` by default; query string dropped, an absolute URL loses its
@@ -292,6 +308,7 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
     whose values become labels of the line's series, each capped at `max_label_values` values.
     `upstream_key` names the upstream time (a number, or nginx's text such as `"0.004, 0.012"`,
     in seconds unless `upstream_scale` says otherwise); the parser then has `has_upstream`.
+    `exemplar_key` names a trace id (`trace_id`), kept as the record's exemplar when valid.
     """
     keys = dict(JSON_DEFAULTS)
     for name, key in (fields or {}).items():
@@ -305,6 +322,7 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
     services: set[str] = set()
     extra, cap = _json_labels(label_keys or {}, max_label_values)
     k_upstream = (upstream_key,) if upstream_key else ()
+    k_exemplar = (exemplar_key,) if exemplar_key else ()
 
     def parse_json(line: bytes) -> AccessRecord:
         text = decode(line)
@@ -363,7 +381,11 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
         upstream = None
         if k_upstream:
             upstream = _json_upstream(_lookup(obj, k_upstream), upstream_scale)
-        return AccessRecord(route, method, status, size, latency, labels, upstream)
+        exemplar = None
+        if k_exemplar:
+            raw_id = _lookup(obj, k_exemplar)
+            exemplar = trace_id(raw_id.encode("ascii", "replace")) if isinstance(raw_id, str) else None
+        return AccessRecord(route, method, status, size, latency, labels, upstream, exemplar)
 
     setattr(parse_json, "has_upstream", bool(upstream_key))  # noqa: B010 (read by the aggregator)
     setattr(parse_json, "label_cap", cap)  # noqa: B010 (merged counts go through the same cap)

@@ -15,6 +15,7 @@ a quoted leading field, IPv6).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +36,7 @@ from logtaild.count.formats import (
     parse_upstream_ms,
     path_part,
     route_of,
+    trace_id,
     unescape_logged,
 )
 from logtaild.count.labelcap import DEFAULT_MAX_VALUES, LabelCap
@@ -394,6 +396,8 @@ class Layout:
     labels: tuple[tuple[str, int], ...] = ()
     #: presets: the trailing fields' request time, in this unit (None: not read)
     rest_scale: float | None = None
+    #: the `exemplar_field`'s group (0: none)
+    exemplar: int = 0
 
 
 class CompiledFormat:
@@ -432,14 +436,17 @@ class CompiledFormat:
 
     def parser(self, *, upstream_field: str | None = None, upstream_scale: float = _S,
                label_fields: Mapping[str, str] | None = None, max_label_values: int = DEFAULT_MAX_VALUES,
-               latency_unit: str | None = None) -> Parser:
-        """A parser for this format: which field is the upstream time, which fields are labels."""
+               latency_unit: str | None = None, exemplar_field: str | None = None) -> Parser:
+        """A parser for this format: which field is the upstream time, which fields are labels, which
+        one holds a trace id for exemplars."""
         upstream = self.key(upstream_field, "upstream_field") if upstream_field else None
         if upstream is None and "upstream" in self.chosen and self.chosen[UPSTREAM].spec.rank == 0:
             upstream = self.chosen[UPSTREAM].name
         labels = {label: self.key(name, f"label_fields.{label}")
                   for label, name in sorted((label_fields or {}).items())}
-        regex, groups = self._regex([*([upstream] if upstream else []), *labels.values()])
+        exemplar = self.key(exemplar_field, "exemplar_field") if exemplar_field else None
+        regex, groups = self._regex([*([upstream] if upstream else []), *labels.values(),
+                                     *([exemplar] if exemplar else [])])
         by_role = {role: groups[item.name] for role, item in self.chosen.items() if item.name in groups}
         spec = next((item.spec for item in self.fields if item.name == upstream), Spec(scale=upstream_scale))
         layout = Layout(
@@ -450,11 +457,13 @@ class CompiledFormat:
             tuple((label, groups[name]) for label, name in labels.items()),
             LATENCY_SCALES[latency_unit] if latency_unit and self.trailing else None,
         )
+        if exemplar:
+            layout = dataclasses.replace(layout, exemplar=groups[exemplar])
         if not layout.status:
             raise FormatError("the format has no status field ($status, %>s)")
         cap = LabelCap(max_label_values, frozenset(labels))
         parse = _make_parse(regex, layout, UNESCAPES[self.escape], cap)
-        program = self._core_program(upstream) if not labels and not self.trailing else None
+        program = self._core_program(upstream) if not labels and not self.trailing and exemplar is None else None
         if program is not None:  # the compiled core's scanner for this format (see _scan.h)
             setattr(parse, "core_format", ("program", {  # noqa: B010
                 "ops": program, "latency_scale": layout.latency_scale, "upstream_scale": layout.upstream_scale,
@@ -513,6 +522,7 @@ def _make_parse(regex: re.Pattern[bytes], at: Layout, unescape: Callable[[bytes]
     fullmatch = regex.fullmatch
     request_at, method_at, uri_at = at.request - 1, at.method - 1, at.uri - 1
     status_at, bytes_at, latency_at, upstream_at = at.status - 1, at.bytes - 1, at.latency - 1, at.upstream - 1
+    exemplar_at = at.exemplar - 1
     latency_scale, upstream_scale, rest_scale = at.latency_scale, at.upstream_scale, at.rest_scale
     # per label, raw bytes -> the admitted value: a hot value skips unescaping, decoding and the cap
     # (an admitted value stays admitted, and `__other__` stays so once the cap is full)
@@ -543,7 +553,7 @@ def _make_parse(regex: re.Pattern[bytes], at: Layout, unescape: Callable[[bytes]
             latency = None if raw == b"-" else parse_latency_ms(raw, latency_scale)
         elif rest_scale is not None:
             latency = _trailing_latency(match.group("rest"), rest_scale)
-        if upstream_at < 0 and not label_at:
+        if upstream_at < 0 and not label_at and exemplar_at < 0:
             return AccessRecord(route, method, status, size, latency)
         upstream = parse_upstream_ms(fields[upstream_at], upstream_scale) if upstream_at >= 0 else None
         labels = []
@@ -556,7 +566,8 @@ def _make_parse(regex: re.Pattern[bytes], at: Layout, unescape: Callable[[bytes]
                     known.clear()  # bounded: hostile values cannot grow it
                 known[raw] = value
             labels.append((name, value))
-        return AccessRecord(route, method, status, size, latency, tuple(labels), upstream)
+        exemplar = trace_id(fields[exemplar_at]) if exemplar_at >= 0 else None
+        return AccessRecord(route, method, status, size, latency, tuple(labels), upstream, exemplar)
 
     return parse_format
 
@@ -578,24 +589,26 @@ COMBINED = '%h %l %u %t "%r" %>s %b'
 
 def compile_format(server: str, text: str, *, upstream_field: str | None = None, upstream_scale: float = _S,
                    label_fields: Mapping[str, str] | None = None,
-                   max_label_values: int = DEFAULT_MAX_VALUES) -> Parser:
+                   max_label_values: int = DEFAULT_MAX_VALUES, exemplar_field: str | None = None) -> Parser:
     """Compile `text` (nginx or Apache) and build its parser (see `CompiledFormat.parser`)."""
     if server not in SERVERS:
         raise FormatError(f"unknown server {server!r} (known: {', '.join(SERVERS)})")
     return CompiledFormat(server, text).parser(upstream_field=upstream_field, upstream_scale=upstream_scale,
-                                               label_fields=label_fields, max_label_values=max_label_values)
+                                               label_fields=label_fields, max_label_values=max_label_values,
+                                               exemplar_field=exemplar_field)
 
 
 def combined_preset(latency_unit: str | None = None, label_fields: Mapping[str, str] | None = None,
-                    max_label_values: int = DEFAULT_MAX_VALUES) -> Parser:
+                    max_label_values: int = DEFAULT_MAX_VALUES, exemplar_field: str | None = None) -> Parser:
     """The `combined` format's parser, from the preset string.
 
-    Without label fields it names the compiled core's scanner for it (`core_format`: the format and
-    the trailing request time's unit as a multiplier to ms, None when not read), which counts the
-    lines this parser would give the same verdict for (see _scan.h).
+    Without label fields or an exemplar field it names the compiled core's scanner for it (`core_format`:
+    the format and the trailing request time's unit as a multiplier to ms, None when not read), which
+    counts the lines this parser would give the same verdict for (see _scan.h).
     """
     parse = CompiledFormat("apache", COMBINED, trailing=True).parser(
-        latency_unit=latency_unit, label_fields=label_fields, max_label_values=max_label_values)
-    if not label_fields:
+        latency_unit=latency_unit, label_fields=label_fields, max_label_values=max_label_values,
+        exemplar_field=exemplar_field)
+    if not label_fields and not exemplar_field:
         setattr(parse, "core_format", ("combined", LATENCY_SCALES[latency_unit] if latency_unit else None))  # noqa: B010
     return parse

@@ -49,6 +49,8 @@ class FileOptions(Protocol):
     def upstream_field(self) -> str | None: ...
     @property
     def upstream_unit(self) -> str: ...
+    @property
+    def exemplar_field(self) -> str | None: ...
 
 
 def make_combined_parser(latency_unit: str | None = None) -> Parser:
@@ -81,23 +83,26 @@ def make_known(options: FileOptions, fmt: str) -> Parser:
     cap = options.label_values_max
     upstream_scale = LATENCY_SCALES[options.upstream_unit]
     if fmt == "tsv":
-        if options.latency_unit not in (None, "milliseconds") or options.fields or labels or options.upstream_field:
-            raise ValueError("tsv: latency is in milliseconds, and fields, label_fields, upstream_field do not apply")
+        if (options.latency_unit not in (None, "milliseconds") or options.fields or labels or options.upstream_field
+                or options.exemplar_field):
+            raise ValueError("tsv: latency is in milliseconds, and fields, label_fields, upstream_field, "
+                             "exemplar_field do not apply")
         return parse_tsv
     if fmt in ("combined", "nginx", "apache") and options.fields:
         raise ValueError(f"{fmt}: fields apply to the json format only")
     if fmt == "combined":
         if options.upstream_field:
             raise ValueError("combined: upstream_field needs a log_format (format: nginx or apache)")
-        return combined_preset(options.latency_unit, labels, cap)
+        return combined_preset(options.latency_unit, labels, cap, exemplar_field=options.exemplar_field)
     if fmt == "json":
         return make_json_parser(options.fields, options.latency_unit, labels, cap, options.upstream_field,
-                                upstream_scale)
+                                upstream_scale, options.exemplar_field)
     if fmt in ("nginx", "apache"):
         if not options.log_format:
             raise ValueError(f"{fmt}: log_format is required")
         return compile_format(fmt, options.log_format, upstream_field=options.upstream_field,
-                              upstream_scale=upstream_scale, label_fields=labels, max_label_values=cap)
+                              upstream_scale=upstream_scale, label_fields=labels, max_label_values=cap,
+                              exemplar_field=options.exemplar_field)
     raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
 
 

@@ -13,6 +13,7 @@ class AccessRecord:
     `labels` holds per-line label values some formats carry (the JSON format's `service`, the fields
     named by a file's `label_fields`). `upstream_ms` is the sum of the upstream times of a format that
     has them (nginx's `$upstream_response_time`), None when the line has none (`-`: no upstream asked).
+    `exemplar` is the trace id of a file's `exemplar_field` when the line has a valid one (hex).
     """
 
     route: str
@@ -22,3 +23,4 @@ class AccessRecord:
     latency_ms: float | None = None
     labels: tuple[tuple[str, str], ...] = ()
     upstream_ms: float | None = None
+    exemplar: str | None = None

@@ -9,6 +9,7 @@ and the tests hold both to the same bytes.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 from logtaild.export.exposition import Family, LabelCache, LabelText, render, to_float
@@ -16,11 +17,13 @@ from logtaild.export.families import build
 from logtaild.export.promclient import (
     CollectorRegistry,
     Encoder,
+    Exemplar,
     Metric,
     ProcessCollector,
     fast_format,
     write_to_textfile,
 )
+from logtaild.export.protobuf import LabelBytes, encode, process_families
 from logtaild.export.snapshot import Labels, Snapshot
 
 
@@ -31,10 +34,14 @@ class LogtaildCollector:
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
         self._snapshot = snapshot
         self._labels = LabelCache()
+        # the protobuf scrapes' own label caches (recording: they need each new series' label set)
+        self._pb_labels = LabelCache(record=True)
+        self._pb_bytes = LabelBytes()
+        self._pb_lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         cache = LabelCache(record=True)
-        families = build(self._snapshot(), cache.scrape())
+        families = build(self._snapshot(), cache.scrape(), detail=True)
         assert cache.labels_of is not None  # a recording cache always has it
         yield from (_metric(family, cache.labels_of) for family in families)
 
@@ -42,10 +49,32 @@ class LogtaildCollector:
         """What prometheus-client's text format (or OpenMetrics, without `# EOF`) makes of `collect()`,
         byte for byte once joined (tests/unit/test_exporter_text.py); None if `any_names` is False and
         a label name is outside the legacy set (the escaping scheme would rewrite it)."""
-        families = build(self._snapshot(), self._labels.scrape())
+        families = build(self._snapshot(), self._labels.scrape(), detail=openmetrics)
         if not any_names and self._labels.odd_names:
             return None
         return render(families, openmetrics)
+
+    def protobuf(self) -> list[bytes]:
+        """The families in the protobuf format (delimited MetricFamily messages), native buckets included.
+
+        Label strings and serialized labels are cached between protobuf scrapes (one at a time, under
+        a lock of their own), as the text format's are.
+        """
+        snap = self._snapshot()
+        with self._pb_lock:
+            try:
+                return self._encode(snap)
+            except KeyError:  # a label string neither cache holds (never expected): start both afresh
+                self._pb_labels, self._pb_bytes = LabelCache(record=True), LabelBytes()
+                return self._encode(snap)
+
+    def _encode(self, snap: Snapshot) -> list[bytes]:
+        labels_of = self._pb_labels.labels_of
+        assert labels_of is not None  # a recording cache always has it
+        try:
+            return encode(build(snap, self._pb_labels.scrape(), detail=True), labels_of, self._pb_bytes)
+        finally:
+            labels_of.clear()  # the label sets noted are serialized now; the next scrape notes only new ones
 
 
 def _metric(family: Family, labels_of: dict[LabelText, Labels]) -> Metric:
@@ -58,8 +87,10 @@ def _metric(family: Family, labels_of: dict[LabelText, Labels]) -> Metric:
         return metric
     for hist in family.histograms.values():
         labels = labels_of[hist.group.key]
-        for le, n in zip(hist.les, hist.counts):
-            metric.add_sample(family.name + "_bucket", {**labels, "le": le}, to_float(n))
+        exemplars = hist.exemplars or [None] * len(hist.les)
+        for le, n, ex in zip(hist.les, hist.counts, exemplars):
+            metric.add_sample(family.name + "_bucket", {**labels, "le": le}, to_float(n),
+                              exemplar=None if ex is None else Exemplar({"trace_id": ex[0]}, ex[1], ex[2]))
         metric.add_sample(family.name + "_count", labels, to_float(hist.counts[-1]))
         metric.add_sample(family.name + "_sum", labels, to_float(hist.sum_s))
     return metric
@@ -89,6 +120,14 @@ class LogtaildRegistry(CollectorRegistry):
             return None
         pieces.append(encoder(self._process))  # process_* last, and OpenMetrics' `# EOF`
         return pieces
+
+    def protobuf(self) -> list[bytes]:
+        """The whole registry in the protobuf format (delimited MetricFamily messages), process_* last."""
+        labels_of: dict[LabelText, Labels] = {}
+        process = process_families(
+            [(m.name, m.type, m.documentation, [(s.name, s.labels, s.value) for s in m.samples])
+             for m in self._process.collect()], labels_of)
+        return self.collector.protobuf() + encode(process, labels_of)
 
 
 def build_registry(snapshot: Callable[[], Snapshot]) -> LogtaildRegistry:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import add
 
-from logtaild.count.slots import SlotKey
+from logtaild.count.native import NativeHistogram
+from logtaild.count.slots import Exemplar, SlotKey
 from logtaild.export.promclient import escape_label_name, float_to_go
 from logtaild.export.snapshot import Labels
 
@@ -167,12 +168,16 @@ class Scrape:
 @dataclass(slots=True)
 class HistogramValue:
     """One histogram series' numbers: cumulative counts per `le` (the last is +Inf; never empty, as
-    only slots with a latency make a histogram), and the sum."""
+    only slots with a latency make a histogram), and the sum. For the scrapes that show them (see
+    `families.build`'s `detail`): the native buckets (None without), and the latest exemplar per `le`
+    (None without any)."""
 
     group: Group
     les: tuple[str, ...]
     counts: list[Number]
     sum_s: float
+    native: NativeHistogram | None = None
+    exemplars: list[Exemplar | None] | None = None
 
 
 @dataclass
@@ -190,15 +195,26 @@ class Family:
         have = self.histograms.get(value.group.key)
         if have is None:
             self.histograms[value.group.key] = value
-        elif have.les == value.les:
+            return
+        if have.les == value.les:
             have.counts = list(map(add, have.counts, value.counts))
             have.sum_s += value.sum_s
+            if value.exemplars is not None:
+                have.exemplars = value.exemplars if have.exemplars is None else [
+                    b if a is None or (b is not None and b[2] > a[2]) else a
+                    for a, b in zip(have.exemplars, value.exemplars)]
         else:  # files with different bounds (not from one config): merge bucket by bucket, by `le`
             merged = dict(zip(have.les, have.counts))
             for le, n in zip(value.les, value.counts):
                 merged[le] = merged.get(le, 0) + n
             have.les, have.counts = tuple(merged), list(merged.values())
             have.sum_s += value.sum_s
+            have.exemplars = None  # the buckets no longer line up; such files are not from one config
+        if value.native is not None:
+            if have.native is None:
+                have.native = value.native
+            else:
+                have.native.merge(value.native)
 
 
 def to_float(value: Number) -> float:
@@ -250,11 +266,24 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> list[bytes]
             if value.les is not last:  # one bounds tuple shared by every series of a file, as a rule
                 last = value.les
                 les = les_memo.get(last) or les_memo.setdefault(last, [f'le="{le}"'.encode() for le in last])
-            out.extend(chain.from_iterable(zip(repeat(group.bucket_head), les, repeat(group.bucket_tail),
-                                               map(formatted, value.counts))))
+            if openmetrics and value.exemplars is not None:
+                shown = [_with_exemplar(formatted(n), ex) for n, ex in zip(value.counts, value.exemplars)]
+            else:
+                shown = list(map(formatted, value.counts))
+            out.extend(chain.from_iterable(zip(repeat(group.bucket_head), les, repeat(group.bucket_tail), shown)))
             out += (count, group.key, formatted(value.counts[-1]),
                     total, group.key, formatted(value.sum_s))
     return out
+
+
+def _with_exemplar(value: bytes, exemplar: Exemplar | None) -> bytes:
+    """` <value> # {trace_id="..."} <latency> <time>\n`, as prometheus-client's OpenMetrics writes an
+    exemplar (the trace id is hex: nothing to escape)."""
+    if exemplar is None:
+        return value
+    trace, latency_s, timestamp = exemplar
+    return b"%s # {trace_id=\"%s\"} %s %s\n" % (value[:-1], trace.encode(), float_to_go(latency_s).encode(),
+                                                  repr(timestamp).encode())
 
 
 def chunks(pieces: list[bytes], size: int = 2048) -> Iterator[bytes]:

@@ -39,11 +39,15 @@ class _Families:
         values[labels] = values.get(labels, 0) + value
 
 
-def build(snap: Snapshot, scrape: Scrape) -> list[Family]:
-    """Every family of a snapshot, in the order prometheus-client would show them."""
+def build(snap: Snapshot, scrape: Scrape, detail: bool = False) -> list[Family]:
+    """Every family of a snapshot, in the order prometheus-client would show them.
+
+    `detail`: the histograms also carry their native buckets and exemplars (for OpenMetrics and the
+    protobuf format; the text format shows neither, so its scrapes do not pay for adding them up).
+    """
     out = _Families()
     for file in snap.files:
-        _requests(out, file, scrape)
+        _requests(out, file, scrape, detail)
         _file_metrics(out, file, scrape)
     _process_metrics(out, snap, scrape)
     _remote_write_metrics(out, snap, scrape)
@@ -62,7 +66,7 @@ def _merge(values: dict[LabelText, Number], keys: list[LabelText], numbers: Sequ
         values[key] = values.get(key, 0) + n
 
 
-def _requests(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
+def _requests(out: _Families, file: FileSnapshot, scrape: Scrape, detail: bool) -> None:
     if not file.slots:
         return
     slots = [slot for _key, slot in file.slots]
@@ -76,10 +80,10 @@ def _requests(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:
     buckets = len(file.bounds_s) + 1  # the request part's width: slots may have an upstream part after it
     timed = _by_group(entries, slots, layout.timed(slots, buckets))
     if timed:
-        _histograms(out, file, timed.values())
+        _histograms(out, file, timed.values(), detail)
     upstream = _by_group(entries, slots, layout.upstream_timed(slots, file.bounds_s))
     if upstream:
-        _upstream_histograms(out, file, upstream.values())
+        _upstream_histograms(out, file, upstream.values(), detail)
     _objectives(out, file, scrape)
 
 
@@ -97,7 +101,8 @@ def _by_group(entries: Sequence[tuple[LabelText, Group]], slots: Sequence[Slot],
     return out
 
 
-def _histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group, list[Slot]]]) -> None:
+def _histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group, list[Slot]]],
+                detail: bool = False) -> None:
     family = out.family(HISTOGRAM, "histogram", "Request latency from the access log.")
     slow = out.family("logtaild_http_requests_slow", "counter",
                       "Requests slower than their route's SLO latency threshold.").values
@@ -108,8 +113,11 @@ def _histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group,
         latency_ms, buckets = layout.latency_totals(slots, len(les))
         width = min(len(les), len(buckets))  # a slot as wide as the bounds (always, but never misreport)
         counts = list(accumulate(islice(buckets, width)))
-        family.add_histogram(HistogramValue(group, les if width == len(les) else les[:width], counts,
-                                            latency_ms / 1000.0))
+        value = HistogramValue(group, les if width == len(les) else les[:width], counts, latency_ms / 1000.0)
+        if detail:
+            value.native = layout.native_totals(slots)
+            value.exemplars = layout.latest_exemplars(slots) if width == len(les) else None
+        family.add_histogram(value)
         # slow: above the route's threshold, which is always one of the bounds (config.bucket_bounds)
         threshold = file.objectives.get(group.route, DEFAULT_OBJECTIVE).latency_threshold_s
         fast = fast_at.get(threshold)
@@ -124,7 +132,8 @@ _HEAD = f"{HISTOGRAM}_bucket{{".encode()
 _UPSTREAM_HEAD = f"{UPSTREAM_HISTOGRAM}_bucket{{".encode()
 
 
-def _upstream_histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group, list[Slot]]]) -> None:
+def _upstream_histograms(out: _Families, file: FileSnapshot, timed: Iterable[tuple[Group, list[Slot]]],
+                         detail: bool = False) -> None:
     """Upstream times (the sum of a request's upstream tries), with the request histogram's buckets."""
     family = out.family(UPSTREAM_HISTOGRAM, "histogram",
                         "Upstream response time from the access log (the sum of the upstreams tried).")
@@ -133,7 +142,10 @@ def _upstream_histograms(out: _Families, file: FileSnapshot, timed: Iterable[tup
         upstream_ms, buckets = layout.upstream_totals(slots, file.bounds_s)
         # the series' label string is the request histogram's; only the sample name differs
         named = dataclasses.replace(group, bucket_head=_UPSTREAM_HEAD + group.bucket_head[len(_HEAD):])
-        family.add_histogram(HistogramValue(named, les, list(accumulate(buckets)), upstream_ms / 1000.0))
+        value = HistogramValue(named, les, list(accumulate(buckets)), upstream_ms / 1000.0)
+        if detail:
+            value.native = layout.native_totals(slots, upstream=True)
+        family.add_histogram(value)
 
 
 def _label_overflow(out: _Families, file: FileSnapshot, scrape: Scrape) -> None:

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from logtaild.count import slots as layout
+from logtaild.count.latency import classic_quantile
 from logtaild.export.snapshot import Objective, Snapshot
 
 RouteKey = tuple[str, str]  # (file path, route)
@@ -57,21 +58,8 @@ def bytes_per_route(interval: float) -> int:
     return POINT_BYTES * (fine_points(interval) + COARSE_POINTS)
 
 
-def quantile(q: float, bounds: Sequence[float], buckets: Sequence[int]) -> float | None:
-    """Like PromQL histogram_quantile over per-bucket counts (the last bucket is +Inf)."""
-    total = sum(buckets)
-    if total <= 0:
-        return None
-    rank = q * total
-    seen = 0
-    for index, n in enumerate(buckets):
-        if seen + n >= rank and n > 0:
-            if index >= len(bounds):  # in the +Inf bucket: the highest finite bound, as Prometheus does
-                return bounds[-1] if bounds else None
-            lower = bounds[index - 1] if index else 0.0
-            return lower + (bounds[index] - lower) * (rank - seen) / n
-        seen += n
-    return bounds[-1] if bounds else None
+#: PromQL's histogram_quantile over classic per-bucket counts (the p95 of the charts)
+quantile = classic_quantile
 
 
 # ---- cumulative counters, reduced from a snapshot ----------------------------------------------------

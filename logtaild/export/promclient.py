@@ -14,11 +14,13 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import ALLOWUTF8, UNDERSCORES, escape_label_name
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 __all__ = [
     "CollectorRegistry",
     "Encoder",
+    "Exemplar",
     "Metric",
     "ProcessCollector",
     "choose_encoder",

@@ -1,7 +1,9 @@
 """The HTTP side: the WSGI app (`make_app`: /metrics and the other pages) and `serve`, which runs it.
 
-/metrics is answered from `LogtaildRegistry.exposition` (the fast renderer) whenever it can write what
-prometheus-client's content negotiation picked, and by prometheus-client's own app otherwise. Scrapes
+/metrics is answered in the protobuf format (`LogtaildRegistry.protobuf`, native histograms) when the
+scraper's Accept prefers it (export/protobuf.py), else from `LogtaildRegistry.exposition` (the fast
+renderer) whenever it can write what prometheus-client's content negotiation picked, and by
+prometheus-client's own app otherwise. Scrapes
 share their rendering: concurrent or close scrapes (within `SCRAPE_TTL`) that negotiated the same
 format and encoding get the same body, rendered once, so a thousand clients released at once cost one
 rendering, not a thousand. Only GET and HEAD are served (405 otherwise). The server itself, its limits
@@ -22,6 +24,8 @@ from logtaild.export import http
 from logtaild.export.collector import LogtaildRegistry
 from logtaild.export.exposition import chunks
 from logtaild.export.promclient import CollectorRegistry, choose_encoder, gzip_accepted, make_wsgi_app
+from logtaild.export.protobuf import CONTENT_TYPE as PROTOBUF
+from logtaild.export.protobuf import wants_protobuf
 
 Page = Callable[[], tuple[str, str, bytes]]  # -> (status line, content type, body)
 StartResponse = Callable[..., Any]
@@ -61,9 +65,15 @@ def make_app(registry: CollectorRegistry, pages: dict[str, Page], scrape_ttl: fl
     def scrape(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         response = None
         if fast is not None and "name[]" not in parse_qs(environ.get("QUERY_STRING", "")):
-            encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+            accept = environ.get("HTTP_ACCEPT", "")
             gzip = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
-            response = cache.get((content_type, gzip), lambda: render(content_type, encoder, gzip))
+            if wants_protobuf(accept):
+                assert isinstance(registry, LogtaildRegistry)  # as `fast` is set
+                protobuf = registry.protobuf
+                response = cache.get((PROTOBUF, gzip), lambda: _scrape_response(protobuf(), PROTOBUF, gzip))
+            else:
+                encoder, content_type = choose_encoder(accept)
+                response = cache.get((content_type, gzip), lambda: render(content_type, encoder, gzip))
         if response is None:
             with fallback_lock:
                 return list(metrics(environ, start_response))

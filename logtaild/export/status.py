@@ -42,6 +42,8 @@ from urllib.parse import parse_qs
 
 from logtaild.count import slots as layout
 from logtaild.count.labels import printable
+from logtaild.count.latency import Timing
+from logtaild.count.native import NativeHistogram
 from logtaild.count.window import format_qps
 from logtaild.export import charts
 from logtaild.export.history import FINE_SPAN, History, View, file_json, quantile, route_json
@@ -79,6 +81,11 @@ class _Sample:
     lines: dict[str, int] = field(default_factory=dict)
     # [requests, 5xx, per-bucket latency counts...] per (file, route)
     routes: dict[RouteKey, list[int]] = field(default_factory=dict)
+    # latency sums (ms) and native histograms per (file, route): the mean and the percentiles. The
+    # histograms are the snapshot's own (frozen, never changed again: slots.py), merged per route only
+    # when a view asks, so a sample taken at a scrape costs no merging
+    sums: dict[RouteKey, float] = field(default_factory=dict)
+    natives: dict[RouteKey, list[NativeHistogram]] = field(default_factory=dict)
 
 
 def _reduce(snap: Snapshot, t: float) -> _Sample:
@@ -86,17 +93,33 @@ def _reduce(snap: Snapshot, t: float) -> _Sample:
     for file in snap.files:
         sample.lines[file.path] = file.lines
         buckets = len(file.bounds_s) + 1  # the request buckets (an upstream part may follow them)
+        sums, natives = sample.sums, sample.natives
         for (route, _method, status, _extra), slot in file.slots:
-            acc = sample.routes.get((file.path, route))
+            key = (file.path, route)
+            acc = sample.routes.get(key)
             if acc is None:
-                acc = sample.routes[file.path, route] = [0, 0] + [0] * layout.bucket_width(slot, buckets)
+                acc = sample.routes[key] = [0, 0] + [0] * layout.bucket_width(slot, buckets)
             requests = layout.count(slot)
             acc[0] += requests
             if status.startswith("5"):
                 acc[1] += requests
             for index, n in enumerate(layout.bucket_counts(slot, buckets), 2):
                 acc[index] += n
+            sums[key] = sums.get(key, 0.0) + layout.latency_sum_ms(slot)
+            hist = layout.native_histogram(slot)
+            if hist is not None:
+                natives.setdefault(key, []).append(hist if hist.frozen else hist.copy())
     return sample
+
+
+def _merged(hists: list[NativeHistogram] | None) -> NativeHistogram | None:
+    """A route's native histograms added up (a fresh one)."""
+    if not hists:
+        return None
+    total = hists[0].copy()
+    for hist in hists[1:]:
+        total.merge(hist)
+    return total
 
 
 def judge(requests: int, error_ratio: float | None, slow_ratio: float | None, p95: float | None,
@@ -201,12 +224,18 @@ class StatusBoard:
                objective: Objective) -> dict[str, Any]:
         now = fresh.routes[key]
         before = base.routes.get(key)
-        if before is None or any(b > n for b, n in zip(before, now)):
+        restart = before is None or any(b > n for b, n in zip(before, now))
+        if before is None or restart:
             before = [0] * len(now)  # new route (or counters started over): all of it is in the window
         delta = [n - b for n, b in zip(now, before)]
         requests, errors, buckets = delta[0], delta[1], delta[2:]
         timed = sum(buckets)
-        p95 = quantile(0.95, bounds, buckets) if timed else None
+        native = _merged(fresh.natives.get(key))
+        older = None if restart else _merged(base.natives.get(key))
+        if native is not None and older is not None:
+            native = native.minus(older)  # None if it went down: the classic buckets then
+        latency = Timing(fresh.sums.get(key, 0.0) - (0.0 if restart else base.sums.get(key, 0.0)), buckets, native)
+        (p50, p95, p99), mean = latency.percentiles(bounds)
         slow = sum(n for index, n in enumerate(buckets)
                    if index >= len(bounds) or bounds[index] > objective.latency_threshold_s + 1e-9)
         error_ratio = errors / requests if requests else None
@@ -215,7 +244,8 @@ class StatusBoard:
         return {
             "file": key[0], "route": key[1], "state": state, "requests": requests,
             "qps": _rate(requests, span), "error_ratio": error_ratio, "slow_ratio": slow_ratio,
-            "p95_seconds": p95, "burn_rate": burn, "requests_total": now[0],
+            "p50_seconds": p50, "p95_seconds": p95, "p99_seconds": p99, "mean_seconds": mean,
+            "burn_rate": burn, "requests_total": now[0],
             "objective": {"availability": objective.availability_objective,
                           "latency_threshold_seconds": objective.latency_threshold_s,
                           "latency_objective": objective.latency_objective, "team": objective.team},
@@ -338,6 +368,14 @@ def _num(value: float | None, fmt: str, scale: float = 1.0, none: str = "–") -
     return none if value is None else format(value * scale, fmt)
 
 
+def _ms(seconds: float | None) -> str:
+    """A latency in milliseconds: whole ones from 10 ms, one decimal below (a 0.4 ms p50 is not 0)."""
+    if seconds is None:
+        return "–"
+    ms = seconds * 1000
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+
+
 def _ago(stamp: float | None, now: float) -> str:
     if not stamp:
         return "never"
@@ -389,7 +427,7 @@ def _rest_row(rest: list[dict[str, Any]], several: bool) -> list[str]:
     cells = [f'<td colspan="{3 if several else 2}" class="l">{len(rest)} more routes ({words})</td>',
              f'<td class="qps">{format_qps(sum(r["qps"] for r in rest))}</td>',
              f'<td class="errors">{errors / requests * 100:.2f}%</td>' if requests else '<td class="errors">–</td>',
-             '<td colspan="3"></td>', f'<td>{sum(r["requests_total"] for r in rest)}</td>']
+             '<td colspan="6"></td>', f'<td>{sum(r["requests_total"] for r in rest)}</td>']
     return ['<table id="rest"><tbody>', _row(cells, ' class="rest"'), "</tbody></table>"]
 
 
@@ -445,7 +483,7 @@ def _routes_table(routes: list[dict[str, Any]], several: bool) -> list[str]:
         "<h2>Routes</h2>", '<table id="routes"><thead><tr><th>state</th>'
         + ('<th class="l">file</th>' if several else "")
         + '<th class="l">route</th>'
-        "<th>req/s</th><th>errors (5xx)</th><th>p95</th><th>burn rate</th>"
+        "<th>req/s</th><th>errors (5xx)</th><th>p50</th><th>p95</th><th>p99</th><th>mean</th><th>burn rate</th>"
         "<th>objective</th><th>requests</th></tr></thead><tbody>",
     ]
     for route in routes:
@@ -458,8 +496,7 @@ def _routes_table(routes: list[dict[str, Any]], several: bool) -> list[str]:
             f'<td class="qps">{format_qps(route["qps"])}</td>',
             f'<td class="errors">{_num(route["error_ratio"], ".2f", 100)}%</td>'
             if route["error_ratio"] is not None else '<td class="errors">–</td>',
-            f'<td class="p95">{_num(route["p95_seconds"], ".0f", 1000)}'
-            f'{" ms" if route["p95_seconds"] is not None else ""}</td>',
+            *(f'<td class="{name}">{_ms(route[name + "_seconds"])}</td>' for name in ("p50", "p95", "p99", "mean")),
             f'<td class="burn">{_num(route["burn_rate"], ".2f")}</td>',
             f'<td class="objective">{obj["availability"] * 100:g}% ok, {obj["latency_objective"] * 100:g}% '
             f'&lt; {obj["latency_threshold_seconds"] * 1000:g} ms</td>',
@@ -467,7 +504,7 @@ def _routes_table(routes: list[dict[str, Any]], several: bool) -> list[str]:
         ]
         out.append(_row(cells, f' class="state-{route["state"]}" data-state="{route["state"]}"'))
     if not routes:
-        out.append(f'<tr><td colspan="{9 if several else 8}">no requests yet</td></tr>')
+        out.append(f'<tr><td colspan="{12 if several else 11}">no requests yet</td></tr>')
     out.append("</tbody></table>")
     return out
 

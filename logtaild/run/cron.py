@@ -173,7 +173,8 @@ class CronRun:
             if not isinstance(entry, dict):
                 continue
             try:
-                slots = from_json(entry.get("series", []), bounds, same_bounds, source.agg.upstream)
+                slots = from_json(entry.get("series", []), bounds, same_bounds, source.agg.upstream,
+                                  source.agg.native, source.agg.detailed)
                 malformed = {str(k): int(v) for k, v in entry.get("malformed", {}).items()}
                 lines = int(entry.get("lines", 0))
                 merge(source.agg, RangeResult(slots, malformed, lines, 0))

@@ -74,7 +74,8 @@ class RangeJob:
 
     def __init__(self, agg: Aggregator, fd: int, start: int, end: int, max_line: int) -> None:
         parser = agg.parser.quiet() if isinstance(agg.parser, AutoParser) else agg.parser
-        fresh = Aggregator(copy.deepcopy(agg.limiter), agg.bounds_ms, parser)
+        fresh = Aggregator(copy.deepcopy(agg.limiter), agg.bounds_ms, parser, native=agg.native,
+                           exemplars=agg.exemplars)
         context = multiprocessing.get_context("fork")  # the child needs no pickling of the parser
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_count, args=(fresh, fd, start, end, max_line, send),

@@ -24,9 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from logtaild import __version__
-from logtaild.config import Config, FileConfig, parse_listen
+from logtaild.config import Config, FileConfig, NativeHistogramsConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.labels import escape
+from logtaild.count.latency import Timing
+from logtaild.count.latency import timings as timings_of
+from logtaild.count.native import NativeSpec
 from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, format_report
@@ -91,6 +94,13 @@ def carry_over(new: Aggregator, old: Aggregator) -> Aggregator:
     return new
 
 
+def native_spec(native: NativeHistogramsConfig) -> NativeSpec | None:
+    """The count layer's form of a file's `native_histograms` (None when they are off)."""
+    if not native.enabled:
+        return None
+    return NativeSpec(native.schema, native.zero_threshold_s, native.max_buckets)
+
+
 def _paths(pattern: str) -> list[str]:
     """The paths a configured entry names now: its glob matches, or the path itself (even missing)."""
     return sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
@@ -147,6 +157,8 @@ class Service:
         # until then no report is due, so `step()` reads everything there is; the first loop turn
         # rescans the globs at once
         self._window = Window(self._last_tick_mono)
+        #: `report: latency`: the timings at the window's start, per (path, route, status)
+        self._window_timings: dict[WindowKey, Timing] | None = None
         self._report_at = math.inf
         self._checkpoint_at = self._malformed_log_at = self._rescan_at = 0.0
         #: the status page's charts: one point per report window, recorded by the loop (daemon mode only)
@@ -219,11 +231,13 @@ class Service:
     def _make_aggregator(self, file_config: FileConfig, config: Config | None = None, path: str = "") -> Aggregator:
         """A fresh Aggregator for one file (`config`: the routes to use, default the running config)."""
         routes = (config or self.config).routes
+        native = native_spec((config or self.config).native_for(file_config))
         limiter = RouteLimiter(routes.max, [(r.match, r.replace) for r in routes.rules], routes.builtin,
                                max_length=routes.max_length, max_series=routes.max_series)
         parser = make_parser(file_config, on_detect=lambda name, good, seen: _log_detected(
             path or file_config.path, name, good, seen))
-        return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser)
+        return Aggregator(limiter, [round(b * 1000, 9) for b in self._bounds_s], parser, native=native,
+                          exemplars=file_config.exemplar_field is not None)
 
     def apply_reload(self, plan: ReloadPlan) -> None:
         """Apply a plan from `reload.plan_reload` (which says what changes) between two batches."""
@@ -286,8 +300,9 @@ class Service:
 
     def _run_once(self) -> int:
         window = Window(self.clock())
+        self._window_timings = self.timings() if self._latency_report else None
         self.read_to_end()
-        self.write_report(*window.close(self.totals(), self.clock()))
+        self.write_report(*window.close(self.totals(), self.clock()), self._close_timings())
         for source in self.sources.values():
             self._advise(source, source.advisor.finish(final=True) if source.advisor else None)
             _summarize_malformed(source)
@@ -316,7 +331,20 @@ class Service:
 
     def _open_window(self, now: float) -> None:
         self._window = Window(now, self.totals())
+        self._window_timings = self.timings() if self._latency_report else None
         self._report_at = now + self.config.interval
+
+    @property
+    def _latency_report(self) -> bool:
+        return self.config.report == "latency"
+
+    def _close_timings(self) -> dict[WindowKey, Timing] | None:
+        """The window's timings (`report: latency`), the next window's start taken at once."""
+        if self._window_timings is None:
+            return None
+        before, now = self._window_timings, self.timings()
+        self._window_timings = now
+        return {key: timing.minus(before.get(key)) for key, timing in now.items()}
 
     def _close_window(self) -> None:
         """Report the open window now (at exit, and before a reload changes files or grouping)."""
@@ -330,7 +358,7 @@ class Service:
         thread feeds the aggregators, so the point holds exactly the report's counts.
         """
         counts, length = self._window.close(self.totals(), now)
-        self.write_report(counts, length)
+        self.write_report(counts, length, self._close_timings())
         if self.history is not None:
             self.history.record(self.snapshot(), time.time(), length)
 
@@ -433,15 +461,30 @@ class Service:
                     totals[source.path, route, status] = n
         return totals
 
-    def write_report(self, counts: dict[WindowKey, int], length: float) -> None:
-        """Print one window's report (`counts` from `Window.close`, `length` in seconds) to `out`."""
+    def write_report(self, counts: dict[WindowKey, int], length: float,
+                     latency: dict[WindowKey, Timing] | None = None) -> None:
+        """Print one window's report (`counts` from `Window.close`, `length` in seconds) to `out`; with
+        `latency` (the window's timings, `report: latency`) the percentile columns too."""
         log.debug("report: window %.6fs, %d requests", length, sum(counts.values()))
         if len(self.sources) <= 1:  # one file: rows without a [path] line
             counts = {("", route, status): n for (_path, route, status), n in counts.items()}
-        text = format_report(counts, length)
+            if latency is not None:
+                latency = {("", route, status): t for (_path, route, status), t in latency.items()}
+        text = format_report(counts, length, latency=latency, bounds_s=self._bounds_s)
         self.out.write(("\n" if self._reports else "") + text)
         self.out.flush()
         self._reports += 1
+
+    def timings(self) -> dict[WindowKey, Timing]:
+        """Request latencies so far by (path, route, status), native buckets copied (`report: latency`)."""
+        out: dict[WindowKey, Timing] = {}
+        buckets = len(self._bounds_s) + 1
+        with self.lock:
+            for source in self.sources.values():
+                path = source.path
+                out.update(timings_of((((path, key[0], key[2]), slot) for key, slot in source.agg.slots.items()),
+                                      buckets))
+        return out
 
     def set_extra(self, key: str, value: Any) -> None:
         """Store `value` under `key` in the state file's `extra`, written with the next checkpoint."""

@@ -196,3 +196,23 @@ def test_runbook_has_one_section_per_alert():
         "one section per alert, in the order of the rules file"
     for section in re.split(r"^## ", text, flags=re.M)[1:]:
         assert "amtool silence add" in section, section.splitlines()[0]
+
+
+NATIVE_RULES = PROMETHEUS_DIR / "native" / "logtaild-native-recording.yml"
+
+
+def test_native_recording_rules_check(promtool):
+    result = run(promtool, "check", "rules", str(NATIVE_RULES))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 12 rules found" in result.stdout
+
+
+def test_native_recording_rules_read_the_native_series_and_never_clash_with_the_classic_ones():
+    native = load_rules(NATIVE_RULES)
+    classic = recorded_names()
+    for rule in native:
+        level, metric, _operation = rule["record"].split(":")
+        assert level in ("instance_route", "job_route") and metric == "logtaild_http_request_duration_seconds"
+        assert rule["record"] not in classic, rule["record"]
+        # the native series has no `le` and no _bucket/_count/_sum samples
+        assert not re.search(r"duration_seconds_(bucket|count|sum)\b|\ble\b", rule["expr"]), rule["expr"]

@@ -162,11 +162,12 @@ class PrometheusAPI:
 class Prometheus(_Server, PrometheusAPI):
     name = "prometheus"
 
-    def __init__(self, binary: str, workdir: Path, config: Path, port: int | None = None) -> None:
+    def __init__(self, binary: str, workdir: Path, config: Path, port: int | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         port = port or free_port()
         data = workdir / "prometheus-data"
         _Server.__init__(self, [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
-                                f"--web.listen-address=127.0.0.1:{port}"], workdir, port)
+                                f"--web.listen-address=127.0.0.1:{port}", *args], workdir, port)
 
 
 class Alertmanager(_Server):

@@ -13,6 +13,7 @@ from logtaild.config import (
     Config,
     ConfigError,
     FileConfig,
+    NativeHistogramsConfig,
     RuleConfig,
     build,
     check,
@@ -60,7 +61,7 @@ def test_full_config_maps_onto_the_dataclasses() -> None:
     # unknown keys, top level and nested
     ({"intervall": 5}, "intervall: unknown key (known: "),
     ({"files": [{"path": "a", "fromat": "tsv"}]},
-     "files[0].fromat: unknown key (known: fields, format, label_fields, "),
+     "files[0].fromat: unknown key (known: exemplar_field, fields, format, label_fields, "),
     ({"files": [{"path": "a"}, {"path": "b", "x": 1}]}, "files[1].x: unknown key"),
     ({"routes": {"rules": [{"match": "a", "replace": "b", "flags": "i"}]}}, "routes.rules[0].flags: unknown key"),
     ({"histogram": {"exponential": {"start": 1, "count": 2, "factr": 2}}}, "histogram.exponential.factr: unknown key"),
@@ -122,6 +123,20 @@ def test_full_config_maps_onto_the_dataclasses() -> None:
      "files[0].format: must be one of auto, tsv, combined, json, nginx, apache, got 'csv'"),
     ({"files": [{"path": "a", "labels": {"route": "x"}}]}, "files[0].labels.route: not a usable Prometheus label"),
     ({"files": [{"path": "a", "labels": {"9x": "x"}}]}, "files[0].labels.9x: not a usable Prometheus label"),
+    # native histograms, exemplars, the report
+    ({"native_histograms": {"schema": 9}}, "native_histograms.schema: must be between -4 and 8, got 9"),
+    ({"native_histograms": {"schema": "3"}}, "native_histograms.schema: expected int, got str"),
+    ({"native_histograms": {"zero_threshold_s": -1}}, "native_histograms.zero_threshold_s: must be a number of"),
+    ({"native_histograms": {"zero_threshold_s": 2}}, "native_histograms.zero_threshold_s: 2.0 s would put"),
+    ({"native_histograms": {"max_buckets": -1}}, "native_histograms.max_buckets: must be >= 0 (0: no limit)"),
+    ({"native_histograms": {"schmea": 3}}, "native_histograms.schmea: unknown key"),
+    ({"native_histograms": "off"}, "native_histograms: expected a mapping, got str"),
+    ({"files": [{"path": "a", "native_histograms": {"schema": -5}}]},
+     "files[0].native_histograms.schema: must be between -4 and 8, got -5"),
+    ({"files": [{"path": "a", "format": "tsv", "exemplar_field": "x"}]},
+     "files[0].exemplar_field: the tsv format has no field for a trace id"),
+    ({"files": [{"path": "a", "exemplar_field": ""}]}, "files[0].exemplar_field: must not be empty"),
+    ({"report": "fancy"}, "report: must be one of counts, latency, got 'fancy'"),
     # not a mapping at all
     (["a"], "config: expected a mapping, got list"),
 ])
@@ -241,7 +256,8 @@ def test_to_dict_round_trips() -> None:
     data = to_dict(config)
     assert data["files"] == [{"path": "a", "format": "auto", "labels": {"x": "y"}, "latency_unit": None,
                               "fields": {}, "log_format": None, "label_fields": {}, "label_values_max": 100,
-                              "upstream_field": None, "upstream_unit": "seconds"}]
+                              "upstream_field": None, "upstream_unit": "seconds", "native_histograms": None,
+                              "exemplar_field": None}]
     assert data["histogram"] == {"buckets": [0.1, 1.0], "exponential": None, "linear": None}
     assert conf(data) == config
 
@@ -269,3 +285,12 @@ def test_yaml_and_click_are_each_imported_by_one_module() -> None:
                     importers[library].append(str(source.relative_to(package.parent)))
     assert sorted(set(importers["yaml"])) == ["logtaild/config.py"]
     assert sorted(set(importers["click"])) == ["logtaild/cli.py"]
+
+
+def test_native_histograms_false_turns_them_off_and_files_inherit() -> None:
+    config = conf({"native_histograms": False, "files": [{"path": "a"}, {"path": "b", "native_histograms": {
+        "schema": 1}}, {"path": "c", "native_histograms": True}]})
+    assert config.native_histograms == NativeHistogramsConfig(enabled=False)
+    assert [config.native_for(file) for file in config.files] == [
+        NativeHistogramsConfig(enabled=False), NativeHistogramsConfig(schema=1), NativeHistogramsConfig()]
+    assert conf({}).native_histograms == NativeHistogramsConfig(True, 3, 2.0 ** -128, 160)

@@ -23,6 +23,7 @@ from logtaild.config import (
     FileConfig,
     GeneratorConfig,
     HistogramConfig,
+    NativeHistogramsConfig,
     QueueConfig,
     RemoteWriteConfig,
     RoutesConfig,
@@ -62,11 +63,13 @@ files:
   - path: /var/log/nginx/api.log
     format: nginx
     log_format: '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time
-      "$upstream_response_time" $host'
+      "$upstream_response_time" $host $request_id'
     label_fields: {vhost: $host}
     label_values_max: 20
     upstream_field: $upstream_response_time
     upstream_unit: seconds
+    exemplar_field: $request_id
+    native_histograms: {enabled: false, schema: 2, zero_threshold_s: 0.001, max_buckets: 10}
 routes:
   max: 50
   builtin: false
@@ -91,6 +94,8 @@ remote_write:
     queue: {max_samples: 1000, min_backoff: 1, max_backoff: 8}
   - url: http://127.0.0.1:9090/api/v1/write
     bearer_token_file: /dev/null
+native_histograms: {enabled: true, schema: 5, zero_threshold_s: 0.0001, max_buckets: 300}
+report: latency
 """
 
 
@@ -112,8 +117,9 @@ def test_every_key(tmp_path: Path) -> None:
                         "latency": "took", "service": "svc"}),
             FileConfig("/var/log/nginx/api.log", "nginx",
                        log_format='$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time '
-                       '"$upstream_response_time" $host', label_fields={"vhost": "$host"},
-                       label_values_max=20, upstream_field="$upstream_response_time"),
+                       '"$upstream_response_time" $host $request_id', label_fields={"vhost": "$host"},
+                       label_values_max=20, upstream_field="$upstream_response_time",
+                       native_histograms=NativeHistogramsConfig(False, 2, 0.001, 10), exemplar_field="$request_id"),
         ),
         routes=RoutesConfig(50, False, (RuleConfig("^/static/", "/static/*"), RuleConfig(r"^/u/(\w+)$", "/u/:name")),
                             max_length=128, max_series=5000),
@@ -126,6 +132,8 @@ def test_every_key(tmp_path: Path) -> None:
                               {"X-Scope-OrgID": "web"}, {"site": "a"}, QueueConfig(1000, 1.0, 8.0)),
             RemoteWriteConfig("http://127.0.0.1:9090/api/v1/write", bearer_token_file="/dev/null"),
         ),
+        native_histograms=NativeHistogramsConfig(True, 5, 0.0001, 300),
+        report="latency",
     )
     # each file gets a working parser with its options
     for file in config.files:
@@ -193,7 +201,8 @@ def test_label_and_team_values_may_be_numbers(tmp_path: Path) -> None:
 ERRORS = [
     # (yaml, the whole message, or its start up to "...")
     ("fromat: tsv", "fromat: unknown key (known: ..."),
-    ("files: [{path: a, fromat: tsv}]", "files[0].fromat: unknown key (known: fields, format, label_fields, ..."),
+    ("files: [{path: a, fromat: tsv}]",
+     "files[0].fromat: unknown key (known: exemplar_field, fields, format, label_fields, ..."),
     ("files: [{format: tsv}]", "files[0].path: required"),
     ("files: [{path: ''}]", "files[0].path: must not be empty"),
     ("files: [{path: a}, {path: b}, {path: a}]", "files[2].path: 'a' is already files[0].path"),

@@ -326,3 +326,36 @@ def test_a_format_with_label_fields_or_an_unread_field_is_counted_by_python() ->
     assert getattr(compile_format("nginx", FORMAT_STRINGS[0][1], label_fields={"vhost": "$remote_user"}),
                    "core_format", None) is None
     assert getattr(compile_format("nginx", '$msec $status "$request"'), "core_format", None) is None
+
+
+# ---- native histograms -----------------------------------------------------------------------------------
+
+def _native_of(slot: list[float]) -> tuple[object, object]:
+    detail = slot[-1]
+    return (None, None) if detail is None else (detail.native, detail.upstream)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("which", ["tsv", "combined", "nginx"])
+@settings(max_examples=int(_EXAMPLES or 60), derandomize=not _EXAMPLES, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data(), sizes=st.lists(st.integers(1, 30), max_size=8),
+       spec=st.sampled_from([(3, 160), (0, 4), (8, 0)]))
+def test_native_histograms_count_the_same(which: str, data: st.DataObject, sizes: list[int],
+                                          spec: tuple[int, int]) -> None:
+    from logtaild.count.logformat import compile_format
+    from logtaild.count.native import NativeSpec
+
+    native = NativeSpec(schema=spec[0], max_buckets=spec[1])
+    if which == "tsv":
+        lines, parser = data.draw(tsv_lines()), lambda: parse_tsv
+    elif which == "combined":
+        lines, parser = data.draw(combined_lines()), lambda: make_combined_parser("seconds")
+    else:
+        lines, parser = data.draw(format_lines(0)), lambda: compile_format(*FORMAT_STRINGS[0])
+    fast, ref = (Aggregator(RouteLimiter(1000), BOUNDS_MS, parser(), native=native, compiled=c) for c in (None, False))
+    assert fast.core_name == "compiled"
+    _feed((fast, ref), lines, sizes)
+    assert fast.slots.keys() == ref.slots.keys()
+    for key, slot in fast.slots.items():
+        assert _native_of(slot) == _native_of(ref.slots[key]), key
+        assert slots.count(slot) == slots.count(ref.slots[key])

@@ -203,3 +203,36 @@ def test_a_stream_remembers_where_its_last_drained_file_ended(tmp_path: Path) ->
     [position] = stream.positions()
     assert position.offset == len(b"one\ntwo\nthree\n")
     stream.close()
+
+
+def test_the_native_buckets_are_kept_between_runs(tmp_path: Path, log: Log) -> None:
+    """Cron mode's state file carries the native histograms: two runs count what one would."""
+    from logtaild.count import slots as layout
+    from logtaild.count.native import NativeSpec, bucket_index
+
+    state = tmp_path / "state.json"
+    log.write(30)
+    run(log.path, state, from_start=True)
+    log.write(30)
+    runner = cron.CronRun(Config(files=(FileConfig(str(log.path)),), state_file=str(state)), out=io.StringIO())
+    assert runner.run() == 0
+    series = runner.service.state.extra[cron.EXTRA_KEY]["files"][str(log.path)]["series"]
+    assert json.loads(json.dumps(series)) == series
+    assert all(len(entry) == 6 and "native" in entry[5] for entry in series if entry[4][2] > 0)
+    agg = runner.service.sources[str(log.path)].agg
+    expected: dict[tuple[str, str], dict[int, int]] = {}
+    zeros: dict[tuple[str, str], int] = {}
+    for _run in range(2):
+        for i in range(30):
+            key = ("/r/:id", "200" if i % 4 else "500")  # /r/0, /r/1, /r/2: ids, one route
+            if i % 50 == 0:
+                zeros[key] = zeros.get(key, 0) + 1
+                continue
+            index = bucket_index((i % 50) / 1000.0, NativeSpec().schema)
+            buckets = expected.setdefault(key, {})
+            buckets[index] = buckets.get(index, 0) + 1
+    for (route, _method, status, _labels), slot in agg.slots.items():
+        hist = layout.native_histogram(slot)
+        assert hist is not None
+        assert dict(hist.buckets()) == expected.get((route, status), {}), (route, status)
+        assert hist.zero == zeros.get((route, status), 0)

@@ -47,8 +47,9 @@ def test_the_commented_nginx_and_apache_examples_read_their_servers_lines() -> N
     parse_nginx, parse_apache = (make_parser(f) for f in config.files)
     record = parse_nginx(
         f'10.0.0.1 - - [{T}] "GET /api/x HTTP/1.1" 200 5 "-" "curl" rt=0.010 uct="0.001" uht="0.008" '
-        f'urt="0.004, 0.005" shop.example "1.4.2"'.encode())
+        f'urt="0.004, 0.005" shop.example "1.4.2" 4bf92f3577b34da6a3ce929d0e0e4736'.encode())
     assert record.labels == (("version", "1.4.2"), ("vhost", "shop.example"))
+    assert record.exemplar == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert record.upstream_ms == pytest.approx(9.0) and record.latency_ms == pytest.approx(10.0)
     record = parse_apache(f'10.0.0.1 - - [{T}] "GET /x HTTP/1.1" 200 5 "-" "curl" 1500 shop.example 1.4.2'
                           .encode())

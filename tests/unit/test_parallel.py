@@ -28,9 +28,16 @@ def write_log(path: Path, lines: int) -> None:
 def by_method_status(counts: dict) -> dict:
     out: dict = {}
     for (_route, method, status, _labels), values in counts.items():
-        acc = out.setdefault((method, status), [0] * len(values))
-        out[method, status] = [a + b for a, b in zip(acc, values)]
+        numbers = values[:-1]  # the native buckets apart: the counts add up per route
+        acc = out.setdefault((method, status), [0] * len(numbers))
+        out[method, status] = [a + b for a, b in zip(acc, numbers)]
     return out
+
+
+def _native(slot: slots.Slot) -> tuple:
+    """The slot's native buckets (on by default): (schema, zero count, buckets), () without."""
+    hist = slots.native_histogram(slot)
+    return () if hist is None else (hist.schema, hist.zero, tuple(hist.buckets()))
 
 
 def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000, cores: int = 2):
@@ -45,7 +52,8 @@ def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000, co
     assert len(jobs) == (1 if cores > 1 and os.path.getsize(path) >= min_bytes else 0)
     [source] = svc.sources.values()
     # exact counts; latency sums apart, as float addition order differs between one pass and two
-    counts = {key: [slots.count(slot), slots.byte_count(slot), *slots.bucket_counts(slot)]
+    counts = {key: [slots.count(slot), slots.byte_count(slot), *slots.bucket_counts(slot, len(svc.bounds_s) + 1),
+                    _native(slot)]
               for key, slot in source.agg.slots.items()}
     sums = {key: slots.latency_sum_ms(slot) for key, slot in source.agg.slots.items()}
     return counts, sums, source.agg.lines, dict(source.agg.malformed), source.stream.stats.bytes_read
@@ -59,7 +67,8 @@ def test_split_catch_up_counts_exactly_what_one_process_counts(tmp_path: Path, m
     serial = run_once(log, 1 << 60, monkeypatch, max_routes)
     split = run_once(log, 1 << 16, monkeypatch, max_routes)
     if max_routes >= 1000:
-        assert split[0] == serial[0]  # counts, bytes and every histogram bucket, per series
+        assert split[0] == serial[0]  # counts, bytes and every histogram bucket (native too), per series
+        assert all(values[-1] for key, values in split[0].items() if values[2:-1] != [0] * (len(values) - 3))
     else:
         # past the cap, which routes won a slot depends on the order they were seen in: the sum
         # over routes (the __other__ series included) is what must not change

@@ -82,7 +82,7 @@ def test_an_slo_threshold_off_the_buckets_is_warned_about_first() -> None:
 def test_a_file_entry_whose_parser_cannot_be_built_fails_the_plan() -> None:
     running = Config(files=(A,))
     bad = dataclasses.replace(A, format="tsv", fields={"route": "uri"})  # tsv maps no fields
-    with pytest.raises(ValueError, match="fields, label_fields, upstream_field do not apply"):
+    with pytest.raises(ValueError, match="fields, label_fields, upstream_field, exemplar_field do not apply"):
         plan(running, dataclasses.replace(running, files=(bad,)))
 
 
