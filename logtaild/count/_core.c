@@ -13,6 +13,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -59,6 +60,15 @@ typedef struct {
     int64_t buckets[];  /* the request's buckets, then (formats with upstream times) the upstream's */
 } delta;
 
+#define NATIVE_ZERO INT32_MIN  /* the zero bucket's key among a batch's native counts */
+
+typedef struct {
+    uint32_t sink;
+    int32_t index;
+    uint32_t up;    /* 0 request, 1 upstream; 2 marks a used cell */
+    int64_t n;
+} natcell;
+
 typedef struct {
     PyObject_HEAD
     int format;
@@ -67,8 +77,15 @@ typedef struct {
     ls_program program;  /* FORMAT_PROGRAM: the compiled format string */
     ls_op *ops;
     PyObject *literals;  /* owns the literals' bytes the ops point into */
-    int native;          /* the file has native histograms: the batch's (slot, ms) pairs go to Python */
-    PyObject *pairs, *up_pairs;
+    int native;          /* the file has native histograms: bucket counts per slot and batch, see native_add */
+    int nschema;         /* their schema, zero threshold and (schema > 0) native.mantissa_bounds */
+    double nzero;
+    double *mant;
+    int nmant;
+    natcell *cells;      /* this batch's (slot, request or upstream, bucket) -> count, open addressing */
+    uint32_t cells_mask, ncells;
+    uint32_t *cells_used;
+    PyObject *pending;   /* native counts taken out before the table was emptied, for the next flush */
     Py_ssize_t nbounds;
     double *bounds;
     entry *entries;
@@ -233,12 +250,14 @@ static void evict_raw(Counter *self)
 
 /* Room for `entries` more entries and `bytes` more key bytes: raw keys go first, then everything (after
  * a flush, so no count is lost). */
+static int stash_native(Counter *self);
+
 static int make_room(Counter *self, uint32_t entries, size_t bytes)
 {
     if (self->nentries + entries <= COUNTER_ENTRIES && self->keys_used + bytes <= COUNTER_KEY_BYTES) return 0;
     if (self->index) evict_raw(self);
     if (self->nentries + entries <= COUNTER_ENTRIES && self->keys_used + bytes <= COUNTER_KEY_BYTES) return 0;
-    if (flush_all(self) < 0) return -1;
+    if (flush_all(self) < 0 || stash_native(self) < 0) return -1;
     clear_table(self);
     return 0;
 }
@@ -377,16 +396,69 @@ static delta *touch(Counter *self, sink *e)
     return pool_at(self, e->delta);
 }
 
-static int append_pair(PyObject *list, PyObject *slot, double ms)
+static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+/* native.bucket_index, bit for bit: frexp, then the mantissa table (schema > 0) or the exponent. */
+static int32_t native_index(const Counter *self, double value_s)
 {
-    PyObject *value = PyFloat_FromDouble(ms);
-    if (value == NULL) return -1;
-    PyObject *pair = PyTuple_Pack(2, slot, value);
-    Py_DECREF(value);
-    if (pair == NULL) return -1;
-    int rc = PyList_Append(list, pair);
-    Py_DECREF(pair);
-    return rc;
+    int exp;
+    double frac = frexp(value_s, &exp);
+    if (self->nschema > 0) {
+        int lo = 0, hi = self->nmant;
+        while (lo < hi) {  /* bisect_left */
+            int mid = (lo + hi) / 2;
+            if (self->mant[mid] < frac) lo = mid + 1; else hi = mid;
+        }
+        return (int32_t)(lo + (int64_t)(exp - 1) * self->nmant);
+    }
+    int64_t key = frac == 0.5 ? exp - 1 : exp, width = (int64_t)1 << -self->nschema;
+    return (int32_t)floor_div(key + width - 1, width);
+}
+
+/* Count one latency (ms) into this batch's native counts of a slot. */
+static int native_add(Counter *self, uint32_t sink_no, uint32_t up, double ms)
+{
+    double value_s = ms / 1000.0;
+    int32_t index = value_s <= self->nzero ? NATIVE_ZERO : native_index(self, value_s);
+    if (self->cells == NULL || (self->ncells + 1) * 2 > self->cells_mask + 1) {
+        uint32_t cap = self->cells ? (self->cells_mask + 1) * 2 : 4096;
+        natcell *cells = PyMem_Calloc(cap, sizeof(natcell));
+        uint32_t *used = PyMem_Malloc((size_t)cap / 2 * sizeof(uint32_t));
+        if (cells == NULL || used == NULL) {
+            PyMem_Free(cells);
+            PyMem_Free(used);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (uint32_t u = 0; u < self->ncells; u++) {
+            natcell c = self->cells[self->cells_used[u]];
+            uint32_t h = (uint32_t)ptr_hash((PyObject *)(uintptr_t)(((uint64_t)c.sink << 33) ^ ((uint64_t)c.up << 32) ^
+                                                                   (uint32_t)c.index)) & (cap - 1);
+            while (cells[h].up) h = (h + 1) & (cap - 1);
+            cells[h] = c;
+            used[u] = h;
+        }
+        PyMem_Free(self->cells);
+        PyMem_Free(self->cells_used);
+        self->cells = cells;
+        self->cells_used = used;
+        self->cells_mask = cap - 1;
+    }
+    uint32_t h = (uint32_t)ptr_hash((PyObject *)(uintptr_t)(((uint64_t)sink_no << 33) ^ ((uint64_t)(up + 1) << 32) ^
+                                                           (uint32_t)index)) & self->cells_mask;
+    for (;;) {
+        natcell *c = &self->cells[h];
+        if (!c->up) {
+            *c = (natcell){.sink = sink_no, .index = index, .up = up + 1, .n = 1};
+            self->cells_used[self->ncells++] = h;
+            return 0;
+        }
+        if (c->sink == sink_no && c->index == index && c->up == up + 1) {
+            c->n++;
+            return 0;
+        }
+        h = (h + 1) & self->cells_mask;
+    }
 }
 
 /* Count one line into its entry's delta; -1 with an exception set. */
@@ -409,10 +481,9 @@ static int count_line(Counter *self, entry *en, const ls_line *ln)
         d->lat_sum += ln->lat;
         d->buckets[b]++;
     }
-    if (self->native && (ln->has_lat || ln->has_up)) {  /* slots.observe_natives counts them at the flush */
-        sink *k = &self->sinks[en->sink];
-        if (ln->has_lat && append_pair(self->pairs, k->slot, ln->lat) < 0) return -1;
-        if (ln->has_up && append_pair(self->up_pairs, k->slot, ln->up) < 0) return -1;
+    if (self->native) {  /* handed to each histogram's add_counts at the flush */
+        if (ln->has_lat && native_add(self, en->sink, 0, ln->lat) < 0) return -1;
+        if (ln->has_up && native_add(self, en->sink, 1, ln->up) < 0) return -1;
     }
     if (ln->has_up) {
         Py_ssize_t b = 0;
@@ -542,26 +613,96 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
-/* flush() -> None, or with native histograms the batch's (slot, latency ms) and (slot, upstream ms) pairs */
+/* The batch's native counts as [(slot, upstream, {index: count}, zero), ...] for Python's add_counts. */
+static PyObject *native_batch(Counter *self)
+{
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    int32_t *groups = PyMem_Malloc(((size_t)self->nsinks * 2 + 1) * sizeof(int32_t));
+    if (groups == NULL) {
+        Py_DECREF(out);
+        return PyErr_NoMemory();
+    }
+    for (uint32_t g = 0; g < self->nsinks * 2; g++) groups[g] = -1;
+    int rc = 0;
+    for (uint32_t u = 0; u < self->ncells && rc == 0; u++) {
+        natcell *c = &self->cells[self->cells_used[u]];
+        uint32_t g = c->sink * 2 + (c->up - 1);
+        PyObject *item;
+        if (groups[g] < 0) {
+            item = Py_BuildValue("(OONi)", self->sinks[c->sink].slot, c->up == 2 ? Py_True : Py_False,
+                                 PyDict_New(), 0);
+            if (item == NULL || PyList_Append(out, item) < 0) {
+                Py_XDECREF(item);
+                rc = -1;
+                break;
+            }
+            Py_DECREF(item);
+            groups[g] = (int32_t)(PyList_GET_SIZE(out) - 1);
+        }
+        item = PyList_GET_ITEM(out, groups[g]);
+        if (c->index == NATIVE_ZERO) {
+            PyObject *zero = PyLong_FromLongLong(c->n);
+            if (zero == NULL) { rc = -1; break; }
+            PyObject *old = PyTuple_GET_ITEM(item, 3);
+            PyObject *sum = PyNumber_Add(old, zero);
+            Py_DECREF(zero);
+            if (sum == NULL) { rc = -1; break; }
+            PyTuple_SET_ITEM(item, 3, sum);  /* the tuple is ours alone until it is returned */
+            Py_DECREF(old);
+        } else {
+            PyObject *key = PyLong_FromLong(c->index), *n = PyLong_FromLongLong(c->n);
+            if (key == NULL || n == NULL || PyDict_SetItem(PyTuple_GET_ITEM(item, 2), key, n) < 0) rc = -1;
+            Py_XDECREF(key);
+            Py_XDECREF(n);
+        }
+    }
+    PyMem_Free(groups);
+    for (uint32_t u = 0; u < self->ncells; u++) self->cells[self->cells_used[u]].up = 0;
+    self->ncells = 0;
+    if (rc < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* flush() -> None, or with native histograms the batch's native counts (native_batch) */
 static PyObject *Counter_flush(Counter *self, PyObject *Py_UNUSED(ignored))
 {
     if (flush_all(self) < 0) return NULL;
     if (!self->native) Py_RETURN_NONE;
-    PyObject *pairs = PyList_New(0), *up_pairs = PyList_New(0);
-    if (pairs == NULL || up_pairs == NULL) {
-        Py_XDECREF(pairs);
-        Py_XDECREF(up_pairs);
-        return NULL;
+    PyObject *out = native_batch(self);
+    if (out != NULL && self->pending != NULL) {
+        PyObject *all = PySequence_Concat(self->pending, out);
+        Py_DECREF(out);
+        out = all;
+        Py_CLEAR(self->pending);
     }
-    PyObject *out = Py_BuildValue("(NN)", self->pairs, self->up_pairs);  /* hands the lists over */
-    self->pairs = pairs;
-    self->up_pairs = up_pairs;
     return out;
+}
+
+/* Before the table is emptied: the batch's native counts so far are kept for the next flush (their sink
+ * numbers are about to mean other slots). */
+static int stash_native(Counter *self)
+{
+    if (!self->native || self->ncells == 0) return 0;
+    PyObject *batch = native_batch(self);
+    if (batch == NULL) return -1;
+    if (self->pending == NULL) {
+        self->pending = batch;
+        return 0;
+    }
+    PyObject *all = PySequence_Concat(self->pending, batch);
+    Py_DECREF(batch);
+    if (all == NULL) return -1;
+    Py_SETREF(self->pending, all);
+    return 0;
 }
 
 static PyObject *Counter_clear(Counter *self, PyObject *Py_UNUSED(ignored))
 {
-    if (flush_all(self) < 0) return NULL;
+    if (flush_all(self) < 0 || stash_native(self) < 0) return NULL;
     clear_table(self);
     Py_RETURN_NONE;
 }
@@ -617,18 +758,36 @@ static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"format", "bounds_ms", "ids", "latency_scale", "program", "upstream_scale", "upstream",
                              "unescape", "native", NULL};
+    PyObject *native_spec = Py_None;
     const char *format;
     PyObject *bounds, *program = Py_None;
-    int ids = 1, upstream = 0, unescape = 1, native = 0;
+    int ids = 1, upstream = 0, unescape = 1;
     double lat_scale = -1.0, up_scale = 1000.0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|pdOdppp", kwlist, &format, &bounds, &ids, &lat_scale, &program,
-                                     &up_scale, &upstream, &unescape, &native))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO|pdOdppO", kwlist, &format, &bounds, &ids, &lat_scale, &program,
+                                     &up_scale, &upstream, &unescape, &native_spec))
         return -1;
-    if (native) {
+    if (native_spec != Py_None) {  /* (schema, zero threshold, mantissa bounds) */
+        PyObject *mant;
+        if (!PyArg_ParseTuple(native_spec, "idO", &self->nschema, &self->nzero, &mant)) return -1;
+        PyObject *seq = PySequence_Fast(mant, "mantissa bounds must be a sequence");
+        if (seq == NULL) return -1;
+        Py_ssize_t nm = PySequence_Fast_GET_SIZE(seq);
+        if (self->nschema < -4 || self->nschema > 8 || (self->nschema > 0 && nm != ((Py_ssize_t)1 << self->nschema))) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "a native schema of -4 to 8, with 2**schema mantissa bounds above 0");
+            return -1;
+        }
+        self->mant = PyMem_Malloc((size_t)(nm ? nm : 1) * sizeof(double));
+        if (self->mant == NULL) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t k = 0; k < nm; k++) self->mant[k] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, k));
+        Py_DECREF(seq);
+        if (PyErr_Occurred()) return -1;
+        self->nmant = (int)nm;
         self->native = 1;
-        self->pairs = PyList_New(0);
-        self->up_pairs = PyList_New(0);
-        if (self->pairs == NULL || self->up_pairs == NULL) return -1;
     }
     if (self->pool != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Counter is initialized once");
@@ -686,8 +845,7 @@ static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
 
 static int Counter_traverse(Counter *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->pairs);
-    Py_VISIT(self->up_pairs);
+    Py_VISIT(self->pending);
     for (uint32_t i = 0; i < self->nsinks; i++) Py_VISIT(self->sinks[i].slot);
     return 0;
 }
@@ -695,8 +853,7 @@ static int Counter_traverse(Counter *self, visitproc visit, void *arg)
 static int Counter_tp_clear(Counter *self)
 {
     clear_table(self);  /* pending deltas are dropped: only a dying counter gets here */
-    Py_CLEAR(self->pairs);
-    Py_CLEAR(self->up_pairs);
+    Py_CLEAR(self->pending);
     return 0;
 }
 
@@ -713,6 +870,9 @@ static void Counter_dealloc(Counter *self)
     PyMem_Free(self->sinks);
     PyMem_Free(self->sink_index);
     PyMem_Free(self->ops);
+    PyMem_Free(self->mant);
+    PyMem_Free(self->cells);
+    PyMem_Free(self->cells_used);
     Py_CLEAR(self->literals);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

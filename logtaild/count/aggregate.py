@@ -41,7 +41,7 @@ from logtaild.count.formats import (
     parse_tsv,
     path_part,
 )
-from logtaild.count.native import NativeSpec
+from logtaild.count.native import NativeSpec, mantissa_bounds
 from logtaild.count.parsers import AutoParser, has_upstream, label_cap
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, overflow_key
@@ -143,14 +143,14 @@ class Aggregator:
         """The compiled counter for this parser's format, or None (no compiled core, or no scanner)."""
         if parser is parse_tsv:
             return core.counter("tsv", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
-                                native=self.native is not None)
+                                native=self._native_args())
         spec = getattr(parser, "core_format", None)  # set by the formats the core has a scanner for
         if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "program" and isinstance(spec[1], dict):
             return core.counter("program", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
-                                program=spec[1], upstream=has_upstream(parser), native=self.native is not None)
+                                program=spec[1], upstream=has_upstream(parser), native=self._native_args())
         if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
             return core.counter(spec[0], self.bounds_ms, self._ids_as_bytes, spec[1], compiled=self._compiled,
-                                native=self.native is not None)
+                                native=self._native_args())
         return None
 
     @property
@@ -181,11 +181,18 @@ class Aggregator:
                         counter.bind(key, slot)
                 i += 1
         finally:
-            timed = counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
-            if timed is not None and self.native is not None:  # the native buckets of the lines it counted
-                observe_natives(timed[0], self.native)
-                for slot, upstream_ms in timed[1]:
-                    native_part(slot, self.native, upstream=True).observe(upstream_ms / 1000.0)
+            natives = counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
+            if natives and self.native is not None:  # the native bucket counts of the lines it counted
+                spec, schema = self.native, self.native.schema
+                for slot, upstream, counts, zero in natives:
+                    native_part(slot, spec, upstream).add_counts(schema, counts, zero)
+
+    def _native_args(self) -> tuple[int, float, list[float]] | None:
+        """What the compiled core needs to compute native bucket indices as native.bucket_index does."""
+        spec = self.native
+        if spec is None:
+            return None
+        return spec.schema, spec.zero_threshold, mantissa_bounds(spec.schema) if spec.schema > 0 else []
 
     def _use(self, parser: Callable[[bytes], AccessRecord]) -> None:
         """Count with the parser an undecided one chose; stop asking once it has decided for good."""

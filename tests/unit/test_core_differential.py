@@ -207,8 +207,9 @@ def test_the_fixtures_as_tsv_are_malformed_the_same_way() -> None:
     assert_same(fast, ref)
 
 
+@pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("fmt", ["tsv", "combined"])
-def test_past_the_table_bound_the_core_empties_itself_and_counts_the_same(fmt: str) -> None:
+def test_past_the_table_bound_the_core_empties_itself_and_counts_the_same(fmt: str, native: bool) -> None:
     limits = core.limits()
     n = limits["max_entries"] + 5000  # raw keys are dropped first, then the path keys fill the table too
     if fmt == "tsv":
@@ -216,9 +217,18 @@ def test_past_the_table_bound_the_core_empties_itself_and_counts_the_same(fmt: s
     else:
         lines = [b'1 - - [10/Oct/2000:13:55:36 -0700] "GET /p%d HTTP/1.1" 200 %d "-" "ua" 0.%03d' % (i, i, i % 1000)
                  for i in range(n)]
-    fast, ref = _pair(fmt, "seconds" if fmt == "combined" else None, 1000, 20_000, [])
+    if native:
+        from logtaild.count.native import NativeSpec
+
+        parser = parse_tsv if fmt == "tsv" else make_combined_parser("seconds")
+        fast, ref = (Aggregator(RouteLimiter(1000), BOUNDS_MS, parser, native=NativeSpec(), compiled=c)
+                     for c in (None, False))
+    else:
+        fast, ref = _pair(fmt, "seconds" if fmt == "combined" else None, 1000, 20_000, [])
     _feed((fast, ref), lines + lines, [4096] * 100)
     assert_same(fast, ref)
+    if native:
+        assert all(_native_of(slot) == _native_of(ref.slots[key]) for key, slot in fast.slots.items())
     assert fast._core is not None
     stats = fast._core.stats()
     assert stats["evictions"] >= 1 and stats["clears"] >= 1 and stats["entries"] <= limits["max_entries"]
