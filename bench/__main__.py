@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mtail", action="store_true", help="leave mtail out everywhere")
     p.add_argument("--formats", type=lambda t: [x for x in t.split(",") if x], default=list(formats.FORMATS),
                    metavar="F1,F2", help="formats for the formats phase (default: %(default)s)")
+    p.add_argument("--format-tools", type=lambda t: [x for x in t.split(",") if x],
+                   default=["logtaild", "mtail", "mawk", "goaccess"], metavar="T1,T2",
+                   help="tools of the formats phase (default: %(default)s)")
     p.add_argument("--steady-formats", type=lambda t: [x for x in t.split(",") if x], default=["tsv", "combined"],
                    metavar="F1,F2", help="steady state on tsv and also combined (default: %(default)s)")
     p.add_argument("--rates", type=_ints, default=[1000, 10000, 100000], help="steady-state writer rates")
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["catchup"] = catchup.run(ctx, path, exp, args.reps, args.tool_list)
             elif phase == "formats":
                 path, exp = need_log()
-                results["formats"] = formats.run(ctx, path, exp, args.reps, tuple(args.formats))
+                results["formats"] = formats.run(ctx, path, exp, args.reps, tuple(args.formats),
+                                                 tuple(args.format_tools))
                 ctx.log("formats:\n" + formats.table(results["formats"]))
             elif phase == "steady":
                 results["steady"] = steady.run(ctx, args.rates, args.steady_seconds, args.idle_seconds,
