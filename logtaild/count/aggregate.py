@@ -183,9 +183,29 @@ class Aggregator:
         finally:
             natives = counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
             if natives and self.native is not None:  # the native bucket counts of the lines it counted
-                spec, schema = self.native, self.native.schema
-                for slot, upstream, counts, zero in natives:
-                    native_part(slot, spec, upstream).add_counts(schema, counts, zero)
+                self._add_natives(natives, self.native)
+
+    @staticmethod
+    def _add_natives(natives: list[tuple[Slot, bool, dict[int, int], int]], spec: NativeSpec) -> None:
+        """Each histogram's batch counts: a bucket it already holds at the same schema is added in place
+        (as native.observe_all does for one line), every other count through its `add_counts`."""
+        schema = spec.schema
+        for slot, upstream, counts, zero in natives:
+            hist = native_part(slot, spec, upstream)
+            if hist.schema == schema and not zero:
+                run, offset, size, rest = hist.counts, hist.offset, len(hist.counts), {}
+                for index, n in counts.items():
+                    at = index - offset
+                    if 0 <= at < size and run[at]:
+                        try:
+                            run[at] += n
+                            continue
+                        except OverflowError:
+                            pass  # add_counts widens the run
+                    rest[index] = n
+                counts = rest
+            if counts or zero:
+                hist.add_counts(schema, counts, zero)
 
     def _native_args(self) -> tuple[int, float, list[float]] | None:
         """What the compiled core needs to compute native bucket indices as native.bucket_index does."""
