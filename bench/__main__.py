@@ -4,6 +4,8 @@ Phases, in this order (pick with --only / --skip):
 
   check     generate the deterministic log (cached) and check logtaild's exact totals against it
   catchup   logtaild --once vs mtail one-shot, mawk, gawk, cat: interleaved, --reps times, medians
+  formats   the same log as combined, JSON and nginx log_format (upstream times): logtaild, mtail, mawk,
+            goaccess, each on one CPU (taskset), interleaved, medians; logtaild's totals checked per format
   steady    logtaild and mtail following a writer at each --rates for --steady-seconds; idle CPU
   scrape    /metrics scrape time and RSS with 1,000 and 10,000 series
   routes    RSS with 1k, 10k and 100k distinct raw routes (normalization and the default cap on)
@@ -26,11 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import catchup, gen, memory, native, profile, push, report, steady
+from bench import catchup, formats, gen, memory, native, profile, push, report, steady
 from bench.context import BENCH, Context
 from bench.procs import loadavg, wait_for
 
-PHASES = ("check", "catchup", "steady", "scrape", "routes", "big", "profile", "push", "native")
+PHASES = ("check", "catchup", "formats", "steady", "scrape", "routes", "big", "profile", "push", "native")
 #: profile, push and native run only when asked (--only)
 DEFAULT_PHASES = PHASES[:-3]
 
@@ -57,6 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, help="catch-up repetitions (default 3; quick 2)")
     p.add_argument("--tools", default=",".join(catchup.ALL_TOOLS), help="catch-up tools (default: %(default)s)")
     p.add_argument("--no-mtail", action="store_true", help="leave mtail out everywhere")
+    p.add_argument("--formats", type=lambda t: [x for x in t.split(",") if x], default=list(formats.FORMATS),
+                   metavar="F1,F2", help="formats for the formats phase (default: %(default)s)")
+    p.add_argument("--format-tools", type=lambda t: [x for x in t.split(",") if x],
+                   default=["logtaild", "mtail", "mawk", "goaccess"], metavar="T1,T2",
+                   help="tools of the formats phase (default: %(default)s)")
+    p.add_argument("--steady-formats", type=lambda t: [x for x in t.split(",") if x], default=["tsv", "combined"],
+                   metavar="F1,F2", help="steady state on tsv and also combined (default: %(default)s)")
     p.add_argument("--rates", type=_ints, default=[1000, 10000, 100000], help="steady-state writer rates")
     p.add_argument("--steady-seconds", type=float, help="CPU window per rate (default 30; quick 8)")
     p.add_argument("--idle-seconds", type=float, help="idle CPU window (default 30; quick 5)")
@@ -131,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          if k not in ("out", "only", "skip")},
     }
     results["options"]["out"] = str(ctx.out)
-    ctx.log(f"logtaild from {results['logtaild']['module']} ({results['logtaild']['rev']}); "
+    ctx.log(f"logtaild from {results['logtaild']['module']} ({results['logtaild']['rev']}; counting core "
+            f"{results['logtaild']['core']}); "
             f"phases {','.join(args.phases)}; load {loadavg()[0]:.2f}")
     failed = False
     main_log: Path | None = None
@@ -166,9 +176,19 @@ def main(argv: list[str] | None = None) -> int:
             elif phase == "catchup":
                 path, exp = need_log()
                 results["catchup"] = catchup.run(ctx, path, exp, args.reps, args.tool_list)
+            elif phase == "formats":
+                path, exp = need_log()
+                results["formats"] = formats.run(ctx, path, exp, args.reps, tuple(args.formats),
+                                                 tuple(args.format_tools))
+                ctx.log("formats:\n" + formats.table(results["formats"]))
             elif phase == "steady":
                 results["steady"] = steady.run(ctx, args.rates, args.steady_seconds, args.idle_seconds,
                                                args.markers, with_mtail=not args.no_mtail)
+                if "combined" in args.steady_formats:  # beside the tsv run above, same rates and windows
+                    path, exp = need_log()
+                    results["steady_combined"] = steady.run(
+                        ctx, args.rates, args.steady_seconds, args.idle_seconds, args.markers,
+                        with_mtail=not args.no_mtail, fmt="combined", source=path)
             elif phase == "scrape":
                 results["scrape"] = memory.scrape(ctx, args.series, args.scrapes)
             elif phase == "routes":

@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.gen import Expected
 
@@ -54,7 +55,6 @@ def compare(expected: Expected, requests: Requests, hist: Hist | None, what: str
 def check_logtaild(path: Path, expected: Expected) -> tuple[Comparison, float]:
     """One in-process pass of logtaild's Service over `path`; (comparison, seconds)."""
     from logtaild.config import Config, FileConfig
-    from logtaild.count import slots as layout
     from logtaild.run.service import Service
 
     config = Config(files=(FileConfig(str(path)),), from_start=True)
@@ -62,18 +62,24 @@ def check_logtaild(path: Path, expected: Expected) -> tuple[Comparison, float]:
     start = time.perf_counter()
     code = service.run()
     seconds = time.perf_counter() - start
+    return compare_aggregator(service.sources[str(path)].agg, expected, code, config), seconds
+
+
+def compare_aggregator(agg: Any, expected: Expected, code: int, config: Any) -> Comparison:
+    """An aggregator's slots (one pass of a Service, exit `code`) against the expected totals."""
+    from logtaild.count import slots as layout
+
     extra = [] if code == 0 else [f"Service.run() returned {code}"]
     bounds_ms = tuple(round(b * 1000, 9) for b in config.bucket_bounds())
     if bounds_ms != tuple(expected.bounds_ms):
         extra.append(f"logtaild bucket bounds {bounds_ms} differ from the bench's {expected.bounds_ms}")
-    agg = service.sources[str(path)].agg
     requests: Requests = {}
     hist: Hist = {}
     for (route, method, status, _labels), slot in agg.slots.items():
         req = requests.setdefault((route, method, status), [0, 0])
         req[0] += layout.count(slot)
         req[1] += layout.byte_count(slot)
-        buckets = layout.bucket_counts(slot)
+        buckets = layout.bucket_counts(slot, len(bounds_ms) + 1)  # without an upstream part, if any
         if any(buckets):
             acc = hist.setdefault((route, method), [0] * len(buckets))
             for i, n in enumerate(buckets):
@@ -83,7 +89,7 @@ def check_logtaild(path: Path, expected: Expected) -> tuple[Comparison, float]:
     malformed = {k: v for k, v in agg.malformed.items() if v}
     if malformed:
         extra.append(f"logtaild counted malformed lines: {malformed}")
-    return compare(expected, requests, hist, "logtaild", extra), seconds
+    return compare(expected, requests, hist, "logtaild", extra)
 
 
 def parse_mtail_json(text: str) -> tuple[Requests, Hist]:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,20 +64,36 @@ class Context:
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "logtaild"],
                                      capture_output=True, check=True).stdout
             subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        self._build_core(dest)
         self.rev = sha
         self.env["PYTHONPATH"] = os.pathsep.join(
             [str(dest), str(ROOT)] + ([self.env["PYTHONPATH"]] if self.env.get("PYTHONPATH") else []))
 
+    def _build_core(self, dest: Path) -> None:
+        """Compile the extracted tree's counting core in place, as `pip install` does (same flags), so the
+        revision is measured with the core it ships; without a compiler it counts with the Python core."""
+        source = dest / "logtaild" / "count" / "_core.c"
+        target = source.with_name("_core" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so"))
+        if not source.exists() or target.exists():
+            return
+        cc = (sysconfig.get_config_var("CC") or "cc").split()
+        done = subprocess.run([*cc, "-shared", "-fPIC", "-O2", "-std=c11", "-D_GNU_SOURCE", "-fno-strict-aliasing",
+                               "-I" + sysconfig.get_paths()["include"], str(source), "-o", str(target)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            self.log(f"the compiled core of {dest.name} did not build (Python core measured): {done.stderr[-300:]}")
+
     def describe_logtaild(self) -> dict[str, str]:
         """Where the measured logtaild is imported from, and its version (from a child process)."""
-        code = "import json, logtaild; print(json.dumps([logtaild.__file__, logtaild.__version__]))"
+        code = ("import json, logtaild\nfrom logtaild.count import core\n"
+                "print(json.dumps([logtaild.__file__, logtaild.__version__, core.DESCRIPTION]))")
         done = subprocess.run([self.python, "-c", code], capture_output=True, text=True, env=self.env,
                               cwd=self.out)
         if done.returncode != 0:
             raise RuntimeError(f"cannot import logtaild: {done.stderr.strip()[-300:]}")
-        path, version = json.loads(done.stdout)
+        path, version, counting_core = json.loads(done.stdout)
         self.logtaild_src = path
-        return {"module": path, "version": version, "rev": self.rev or "working tree"}
+        return {"module": path, "version": version, "rev": self.rev or "working tree", "core": counting_core}
 
     def bench_module(self, module: str, *args: str) -> list[str]:
         """argv running `python -m bench.<module>` (with cwd=out, PYTHONPATH must reach ROOT)."""

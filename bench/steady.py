@@ -17,6 +17,7 @@ Both daemons run with their defaults (logtaild: 250 ms poll, woken sooner by ino
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import formats
 from bench.context import BENCH, ROOT, Context
 from bench.procs import Daemon, cpu_seconds, free_port, status_kb, wait_for
 
@@ -75,7 +77,7 @@ def _window(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]
 
 
 def _markers(followers: dict[str, tuple[Daemon, bytes]], path: Path, count: int, tag: str,
-             rng: random.Random) -> dict[str, list[float | None]]:
+             rng: random.Random, fmt: str = "tsv") -> dict[str, list[float | None]]:
     """Append `count` marker lines; per follower, seconds until each one shows in /metrics."""
     delays: dict[str, list[float | None]] = {name: [] for name in followers}
     missed: dict[str, int] = {name: 0 for name in followers}  # consecutive timeouts
@@ -85,7 +87,8 @@ def _markers(followers: dict[str, tuple[Daemon, bytes]], path: Path, count: int,
             time.sleep(rng.uniform(0.05, 0.25))
             route = f"/bench/marker/{tag}m{i}"
             needle = f'route="{route}"'.encode()
-            line = f"127.0.0.1\tGET {route}\t200\t1\t1.000\n".encode()
+            line = f"127.0.0.1\tGET {route}\t200\t1\t1.000".encode()
+            line = (line if fmt == "tsv" else formats._line(fmt, line)) + b"\n"
             appended = time.perf_counter()
             os.write(fd, line)
             # a follower that missed GIVE_UP markers in a row has fallen behind the writer: its
@@ -131,21 +134,30 @@ def _delay_stats(values: list[float | None]) -> dict[str, Any]:
 
 
 def run(ctx: Context, rates: list[int], seconds: float, idle_seconds: float, markers: int,
-        with_mtail: bool = True) -> dict[str, Any]:
-    work = ctx.out / "steady"
+        with_mtail: bool = True, fmt: str = "tsv", source: Path | None = None) -> dict[str, Any]:
+    """`fmt` other than tsv: the writer is bench.writer over `source` (the bench log), logtaild reads the
+    format from a config file and mtail runs bench/mtail-formats/<fmt>/."""
+    work = ctx.out / ("steady" if fmt == "tsv" else f"steady-{fmt}")
     work.mkdir(parents=True, exist_ok=True)
     path = work / "access.log"
     path.unlink(missing_ok=True)
     path.touch()
     rng = random.Random(ctx.seed)
     lt_port = free_port()
-    lt = Daemon("steady-logtaild", [*ctx.logtaild, "--file", str(path), "--listen", f"127.0.0.1:{lt_port}"],
+    if fmt == "tsv":
+        source_args = ["--file", str(path)]
+    else:
+        config = work / "logtaild.yaml"
+        config.write_text(json.dumps({"files": [{"path": str(path), **formats.file_config(fmt)}]}))
+        source_args = ["--config", str(config)]
+    lt = Daemon(f"steady-logtaild-{fmt}", [*ctx.logtaild, *source_args, "--listen", f"127.0.0.1:{lt_port}"],
                 ctx.logs, env=ctx.env, port=lt_port)
     followers: dict[str, tuple[Daemon, bytes]] = {"logtaild": (lt, b"")}
     mt = None
     if with_mtail and ctx.mtail:
         mt_port = free_port()
-        mt = Daemon("steady-mtail", [ctx.mtail, "--progs", str(BENCH / "mtail"), "--logs", str(path),
+        progs = BENCH / "mtail" if fmt == "tsv" else BENCH / "mtail-formats" / fmt
+        mt = Daemon(f"steady-mtail-{fmt}", [ctx.mtail, "--progs", str(progs), "--logs", str(path),
                                      "--port", str(mt_port), "--address", "127.0.0.1", "--logtostderr"],
                     ctx.logs, env=ctx.env, port=mt_port)
         followers["mtail"] = (mt, b"")
@@ -158,10 +170,16 @@ def run(ctx: Context, rates: list[int], seconds: float, idle_seconds: float, mar
             counted["mtail"] = lambda: _lines_mtail(mt.get())
         expected_total = 0
         for rate in rates:
-            writer = Daemon(f"steady-writer-{rate}", [
-                ctx.python, str(ROOT / "tools" / "webserver_sim.py"), "--output-file", str(path),
-                "--rate", str(rate), "--latency", "--seed", str(ctx.seed), "--duration", "86400"],
-                ctx.logs, env=ctx.env)
+            if fmt == "tsv":
+                argv = [ctx.python, str(ROOT / "tools" / "webserver_sim.py"), "--output-file", str(path),
+                        "--rate", str(rate), "--latency", "--seed", str(ctx.seed), "--duration", "86400"]
+            else:
+                assert source is not None
+                argv = [ctx.python, "-m", "bench.writer", "--output-file", str(path), "--source", str(source),
+                        "--format", fmt, "--rate", str(rate)]
+            env = ctx.env if fmt == "tsv" else {  # the writer imports bench.formats (only the writer)
+                **ctx.env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), ctx.env.get("PYTHONPATH")]))}
+            writer = Daemon(f"steady-writer-{fmt}-{rate}", argv, ctx.logs, env=env)
             writer_start = time.monotonic()
             time.sleep(WARMUP)
             pids = {name: d.pid for name, (d, _x) in followers.items()}
@@ -169,10 +187,10 @@ def run(ctx: Context, rates: list[int], seconds: float, idle_seconds: float, mar
             ctx.log(f"steady {rate:>7,} lines/s: measuring CPU and RSS for {seconds:.0f}s")
             window = _window(pids, seconds)
             ctx.log(f"steady {rate:>7,} lines/s: {markers} markers")
-            delays = _markers(followers, path, markers, f"r{rate}", rng)
+            delays = _markers(followers, path, markers, f"r{rate}", rng, fmt)
             writer.stop()
             writer_seconds = time.monotonic() - writer_start
-            match = re.search(r"webserver_sim: wrote (\d+) lines", writer.stderr_tail(4000))
+            match = re.search(r"(?:webserver_sim|bench.writer): wrote (\d+) lines", writer.stderr_tail(4000))
             written = int(match.group(1)) if match else -1
             expected_total += written + markers
             caught: dict[str, Any] = {}

@@ -15,6 +15,7 @@ import click
 
 from logtaild import __version__
 from logtaild.config import FORMATS, REPORTS, Config, ConfigError, FileConfig, check, dump_yaml, load
+from logtaild.count import core
 from logtaild.export.server import ListenError
 from logtaild.export.webconfig import load_web_config
 from logtaild.run import modes
@@ -120,11 +121,15 @@ def _setup_logging(level: str) -> None:
                    "then exit 0 without counting.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-@click.version_option(__version__, "--version", prog_name="logtaild")
+@click.version_option(__version__, "--version", prog_name="logtaild",
+                      message=f"%(prog)s, version %(version)s (counting core: {core.DESCRIPTION})")
 def command(**options: Any) -> None:
     """Follow a rotating web access log: a per-route/per-status QPS report on stdout every
     --interval seconds, and Prometheus metrics on /metrics."""
     _setup_logging(options["log_level"])
+    if core.PROBLEM:
+        raise click.UsageError(core.PROBLEM)
+    core.warn_if_fallback(logging.getLogger("logtaild"))
     if options.get("check_config"):
         config = check_formats(check(load(options["check_config"])))
         if config.web_config:

@@ -9,6 +9,13 @@ through the full checks, in `formats.parse_tsv`'s order, which decide whether an
 malformed. Nothing here calls prometheus-client: export/ reads copies of the slots (`snapshot`),
 taken under the service's lock.
 
+The compiled core (core.py), where it runs and the format has a scanner in it (tsv, the combined
+preset), counts first: `_feed_compiled` lets it count every line whose raw key (or path key, ids
+replaced) it was told, and each line it stops at goes through the Python code below, which decides
+(normalization, caps, malformed reasons) and tells the core the slot it chose for that key (`bind`).
+The core adds its per-batch deltas into the same slot lists at the end of each `feed`, so the slots
+and their readers are the same with either core; `LOGTAILD_CORE=python` counts without it.
+
 A file without a configured format has a parser that chooses the format from the first batch
 (`parsers.AutoParser`): `feed` asks it before counting, so those lines are counted once, with the
 chosen format, and a TSV file still gets the fast loops. A parser whose records carry upstream times
@@ -22,6 +29,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 
+from logtaild.count import core
 from logtaild.count.formats import (
     MAX_BYTES,
     REASONS,
@@ -33,7 +41,7 @@ from logtaild.count.formats import (
     parse_tsv,
     path_part,
 )
-from logtaild.count.native import NativeSpec
+from logtaild.count.native import NativeSpec, mantissa_bounds
 from logtaild.count.parsers import AutoParser, has_upstream, label_cap
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter, normalize_id_bytes, overflow_key
@@ -48,6 +56,7 @@ from logtaild.count.slots import (
     copy_slot,
     counts_by_route_status,
     merge_slots,
+    native_part,
     new_slot,
     observe,
     observe_exemplar,
@@ -81,6 +90,7 @@ class Aggregator:
         native: NativeSpec | None = None,
         exemplars: bool = False,
         wall: Callable[[], float] = time.time,
+        compiled: bool | None = None,
     ) -> None:
         self.limiter = limiter
         self.bounds_ms = list(bounds_ms)
@@ -107,6 +117,9 @@ class Aggregator:
         self._ids_as_bytes = limiter.bytes_normalizable
         self._cache_max = cache_max
         self._series: dict[SlotKey, Slot] = {}  # a key as callers give it -> its slot; see _new_series
+        #: None: the process's choice (core.NAME); False: the Python path only (tests compare the two)
+        self._compiled = compiled
+        self._core = self._make_core(parser)
 
     def feed(self, lines: list[bytes]) -> None:
         """Count a batch of complete lines (without their newlines)."""
@@ -115,7 +128,9 @@ class Aggregator:
             self.now = self._wall()
         if self._auto is not None and lines:
             self._use(self._auto.choose(lines))
-        if self._fast:
+        if self._core is not None:
+            self._feed_compiled(lines, self._core)
+        elif self._fast:
             # one loop per field count; a batch's first line picks it (a file rarely mixes them)
             fast = self._feed_tsv4 if lines and lines[0].count(b"\t") == 3 else self._feed_tsv5
             for line in fast(lines):
@@ -124,8 +139,85 @@ class Aggregator:
             for line in lines:
                 self._feed_one(line)
 
+    def _make_core(self, parser: Callable[[bytes], AccessRecord]) -> core.Counter | None:
+        """The compiled counter for this parser's format, or None (no compiled core, or no scanner)."""
+        if parser is parse_tsv:
+            return core.counter("tsv", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
+                                native=self._native_args())
+        spec = getattr(parser, "core_format", None)  # set by the formats the core has a scanner for
+        if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "program" and isinstance(spec[1], dict):
+            return core.counter("program", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
+                                program=spec[1], upstream=has_upstream(parser), native=self._native_args())
+        if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
+            return core.counter(spec[0], self.bounds_ms, self._ids_as_bytes, spec[1], compiled=self._compiled,
+                                native=self._native_args())
+        return None
+
+    @property
+    def core_name(self) -> str:
+        """Which core counts this file's lines first: "compiled" or "python"."""
+        return "python" if self._core is None else "compiled"
+
+    def _feed_compiled(self, lines: list[bytes], counter: core.Counter) -> None:
+        """The compiled core counts what it knows; each line it stops at is decided here, then bound.
+
+        `scan` returns the index of the first line it did not count and that line's raw key (None
+        when the line is outside the scanner's exact subset: Python's verdict alone counts). For tsv
+        the miss path binds through `_remember_raw`, as it fills its own cache; for the other formats
+        the key the scanner read is bound to the slot the parser's record went to.
+        """
+        scan, n, i = counter.scan, len(lines), 0
+        tsv = self._fast
+        try:
+            while True:
+                i, key = scan(lines, i)
+                if i >= n:
+                    break
+                if tsv:
+                    self._feed_tsv_miss(lines[i])
+                else:
+                    slot = self._feed_one(lines[i])
+                    if slot is not None and key is not None:
+                        counter.bind(key, slot)
+                i += 1
+        finally:
+            natives = counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
+            if natives and self.native is not None:  # the native bucket counts of the lines it counted
+                self._add_natives(natives, self.native)
+
+    @staticmethod
+    def _add_natives(natives: list[tuple[Slot, bool, dict[int, int], int]], spec: NativeSpec) -> None:
+        """Each histogram's batch counts: a bucket it already holds at the same schema is added in place
+        (as native.observe_all does for one line), every other count through its `add_counts`."""
+        schema = spec.schema
+        for slot, upstream, counts, zero in natives:
+            hist = native_part(slot, spec, upstream)
+            if hist.schema == schema and not zero:
+                run, offset, size, rest = hist.counts, hist.offset, len(hist.counts), {}
+                for index, n in counts.items():
+                    at = index - offset
+                    if 0 <= at < size and run[at]:
+                        try:
+                            run[at] += n
+                            continue
+                        except OverflowError:
+                            pass  # add_counts widens the run
+                    rest[index] = n
+                counts = rest
+            if counts or zero:
+                hist.add_counts(schema, counts, zero)
+
+    def _native_args(self) -> tuple[int, float, list[float]] | None:
+        """What the compiled core needs to compute native bucket indices as native.bucket_index does."""
+        spec = self.native
+        if spec is None:
+            return None
+        return spec.schema, spec.zero_threshold, mantissa_bounds(spec.schema) if spec.schema > 0 else []
+
     def _use(self, parser: Callable[[bytes], AccessRecord]) -> None:
         """Count with the parser an undecided one chose; stop asking once it has decided for good."""
+        if parser is not self.parser:
+            self._core = self._make_core(parser)
         self.parser = parser
         self._fast = parser is parse_tsv
         self.upstream = has_upstream(parser)  # detection never picks a format with upstream times
@@ -245,6 +337,8 @@ class Aggregator:
         """
         if len(key) > _RAW_KEY_LONGEST:
             return
+        if self._core is not None:
+            self._core.bind(key, slot)
         if len(self._cache) >= self._cache_max:
             self._old = self._cache.copy()  # a copy: the fast loops hold the bound get() of _cache
             self._cache.clear()
@@ -276,19 +370,21 @@ class Aggregator:
         if not self.first_malformed:
             self.first_malformed = line[:200]
 
-    def _feed_one(self, line: bytes) -> None:
-        """The general path (formats other than TSV): parse, count malformed lines by reason."""
+    def _feed_one(self, line: bytes) -> Slot | None:
+        """The general path (formats other than TSV): parse, count malformed lines by reason; the slot
+        the line went to (None for a malformed line)."""
         try:
             record = self.parser(line)
         except ParseError as exc:
             self._malformed(exc.reason, line)
-            return
+            return None
         slot = self.slot_for(record.route, record.method, record.status, record.labels)
         observe(slot, self.bounds_ms, record.bytes, record.latency_ms, self.native)  # not self.add: one call
         if record.upstream_ms is not None and self.upstream:
             observe_upstream(slot, self.bounds_ms, record.upstream_ms, self.native)
         if record.exemplar is not None and record.latency_ms is not None and self.exemplars:
             observe_exemplar(slot, self.bounds_ms, record.latency_ms, record.exemplar, self.now)
+        return slot
 
     def add(self, slot: Slot, record: AccessRecord) -> None:
         """Count one record into its slot."""

@@ -56,18 +56,28 @@ def _tables() -> tuple[dict[int, str], re.Pattern[str]]:
     return table, unsafe
 
 
+def _plain_ascii(text: str) -> bool:
+    """ASCII without controls: no character of ESCAPED_CATEGORIES (in ASCII they are the Cc controls,
+    which isprintable rejects), so the tables (a scan of 196k code points at first use) are not needed."""
+    return text.isascii() and text.isprintable()
+
+
 def escape(text: str) -> str:
     """`text` with every character of ESCAPED_CATEGORIES and every backslash written as an escape.
 
     A text with nothing to escape comes back as the same object: a series key then shares its
     strings with the caches that lead to it instead of holding copies (3.7 MB at 20,000 series).
     """
+    if _plain_ascii(text) and "\\" not in text:
+        return text
     escaped = text.translate(_tables()[0])
     return text if escaped == text else escaped
 
 
 def needs_escape(text: str) -> bool:
     """Whether `text` holds a character `escape` would rewrite (a backslash alone does not count)."""
+    if _plain_ascii(text):
+        return False
     return _tables()[1].search(text) is not None
 
 

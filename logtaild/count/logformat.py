@@ -463,10 +463,52 @@ class CompiledFormat:
             raise FormatError("the format has no status field ($status, %>s)")
         cap = LabelCap(max_label_values, frozenset(labels))
         parse = _make_parse(regex, layout, UNESCAPES[self.escape], cap)
+        program = self._core_program(upstream) if not labels and not self.trailing and exemplar is None else None
+        if program is not None:  # the compiled core's scanner for this format (see _scan.h)
+            setattr(parse, "core_format", ("program", {  # noqa: B010
+                "ops": program, "latency_scale": layout.latency_scale, "upstream_scale": layout.upstream_scale,
+                "unescape": self.escape == "default"}))
         setattr(parse, "has_upstream", bool(layout.upstream))  # noqa: B010 (the aggregator's slot width)
         setattr(parse, "label_cap", cap)  # noqa: B010 (merged counts go through the same cap)
         return parse
 
+
+    def _core_program(self, upstream: str | None) -> list[tuple[int, int, int, bytes]] | None:
+        """The format as the compiled core's scanner reads it: (kind, stop byte, role, literal) per token,
+        or None when a field's pattern is not one the scanner reads exactly as the regex does (then the
+        Python parser counts every line). Kinds and roles are _scan.h's LS_OP_* and LS_ROLE_*."""
+        if self.escape not in ("default", "none") or REQUEST not in self.chosen or STATUS not in self.chosen:
+            return None
+        roles = {self.chosen[REQUEST].name: 1, self.chosen[STATUS].name: 2}
+        for name, number in ((BYTES, 3), (LATENCY, 4)):
+            if name in self.chosen:
+                roles[self.chosen[name].name] = number
+        if upstream:
+            roles[upstream] = 5
+        head_end = _head_end(self.tokens)
+        ops: list[tuple[int, int, int, bytes]] = []
+        for index, item in enumerate(self.tokens):
+            if isinstance(item, bytes):
+                ops.append((0, 0, 0, item))
+                continue
+            pattern = _pattern(self.tokens, index, head_end)
+            nxt = self.tokens[index + 1] if index + 1 < len(self.tokens) else None
+            kind = _CORE_KINDS.get(pattern)
+            stop = 0
+            if kind is None and isinstance(nxt, bytes) and pattern == b"[^" + re.escape(nxt[:1]) + b"]*+":
+                kind, stop = 8, nxt[0]
+            if kind is None:
+                return None
+            role = roles.pop(item.name, 0)  # the first occurrence is the regex's group
+            if role == 1 and kind != 4:
+                return None  # an unquoted request: Python reads it
+            ops.append((kind, stop, role, b""))
+        return ops if not roles else None
+
+
+#: the compiled scanner's field kinds (_scan.h's LS_OP_*) by the pattern `_pattern` gives a field
+_CORE_KINDS = {_LENIENT_CLIENT: 1, rb"[^\s\[]*+": 2, _BRACKETED: 3, _QUOTED_VALUE: 4, rb"\S*+": 5, _TIMES: 6,
+               _LIST: 7, _TIME_LOCAL: 9, APACHE_DIRECTIVES["t"].shape: 10}
 
 _LABEL_CACHE = 4096
 
@@ -558,7 +600,15 @@ def compile_format(server: str, text: str, *, upstream_field: str | None = None,
 
 def combined_preset(latency_unit: str | None = None, label_fields: Mapping[str, str] | None = None,
                     max_label_values: int = DEFAULT_MAX_VALUES, exemplar_field: str | None = None) -> Parser:
-    """The `combined` format's parser, from the preset string."""
-    return CompiledFormat("apache", COMBINED, trailing=True).parser(
+    """The `combined` format's parser, from the preset string.
+
+    Without label fields or an exemplar field it names the compiled core's scanner for it (`core_format`:
+    the format and the trailing request time's unit as a multiplier to ms, None when not read), which
+    counts the lines this parser would give the same verdict for (see _scan.h).
+    """
+    parse = CompiledFormat("apache", COMBINED, trailing=True).parser(
         latency_unit=latency_unit, label_fields=label_fields, max_label_values=max_label_values,
         exemplar_field=exemplar_field)
+    if not label_fields and not exemplar_field:
+        setattr(parse, "core_format", ("combined", LATENCY_SCALES[latency_unit] if latency_unit else None))  # noqa: B010
+    return parse

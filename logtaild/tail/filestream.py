@@ -696,6 +696,14 @@ class FileStream:
         self._cur = None
 
 
+def _may_hold_a_long_line(data: bytes, max_line: int) -> bool:
+    """False when no line of `data` can be longer than `max_line`: every aligned window of half that
+    size holds a newline (a longer line would contain a whole window). A few finds, not a pass over
+    every line's length, for the common chunk of short lines."""
+    window = max(1, max_line // 2)
+    return any(data.find(b"\n", start, start + window) < 0 for start in range(0, len(data) - window + 1, window))
+
+
 def split_lines(handle: _Handle, data: bytes, max_line: int) -> tuple[Batch, int]:
     """Whole lines out of newly read `data`, and how many over-long lines were dropped.
 
@@ -722,7 +730,7 @@ def split_lines(handle: _Handle, data: bytes, max_line: int) -> tuple[Batch, int
         cut += 1
         handle.partial = b""
         handle.skipping = True
-    if lines and len(data) > max_line and max(map(len, lines)) > max_line:
+    if lines and len(data) > max_line and _may_hold_a_long_line(data, max_line) and max(map(len, lines)) > max_line:
         kept = [line for line in lines if len(line) <= max_line]
         cut += len(lines) - len(kept)
         lines = kept

@@ -16,9 +16,9 @@ RULES = [(r"^/blog/.+", "/blog/*")]
 
 
 def make(max_routes: int = 1000, cache_max: int = 65536, bounds: list[float] = BOUNDS_MS,
-         rules: list[tuple[str, str]] = RULES) -> Aggregator:
+         rules: list[tuple[str, str]] = RULES, compiled: bool | None = None) -> Aggregator:
     """With RULES the path cache keys raw paths; without rules it replaces ids in the bytes first."""
-    return Aggregator(RouteLimiter(max_routes, rules), bounds, cache_max=cache_max)
+    return Aggregator(RouteLimiter(max_routes, rules), bounds, cache_max=cache_max, compiled=compiled)
 
 
 # ---- the property: fast path == parse_tsv + add_record ---------------------------------------------
@@ -185,8 +185,9 @@ def test_cache_hit_counts_into_the_slot_of_the_first_parse() -> None:
 
 
 def test_ids_share_one_path_cache_entry_without_a_parse() -> None:
-    """`/users/17` then `/users/18?x`: the second raw request hits the (method, path, status) cache."""
-    agg = Aggregator(RouteLimiter(1000), BOUNDS_MS)
+    """`/users/17` then `/users/18?x`: the second raw request hits the (method, path, status) cache
+    (the Python path's; the compiled core has its own path keys, test_core_differential.py)."""
+    agg = Aggregator(RouteLimiter(1000), BOUNDS_MS, compiled=False)
     agg.feed([b"1\tGET /users/17\t200\t3\t1"])
     agg.feed([b"1\tGET /users/18?x=1\t200\t4\t2", b"1\tGET /users/18/a\t200\t4\t2"])
     assert agg._paths.keys() == {(b"GET", b"/users/:id", b"200"), (b"GET", b"/users/:id/a", b"200")}
@@ -195,7 +196,7 @@ def test_ids_share_one_path_cache_entry_without_a_parse() -> None:
 
 
 def test_a_full_raw_cache_keeps_its_keys_one_more_generation() -> None:
-    agg = make(cache_max=2)
+    agg = make(cache_max=2, compiled=False)  # the Python path's caches (the compiled core keeps its own)
     agg.feed([b"1\tGET /a\t200\t1", b"1\tGET /b\t200\t1", b"1\tGET /c\t200\t1"])
     assert set(agg._old) == {b"GET /a\t200", b"GET /b\t200"} and set(agg._cache) == {b"GET /c\t200"}
     agg._paths.clear()  # so only the old generation can still place /a

@@ -83,3 +83,16 @@ def test_dependencies_match_the_imports() -> None:
     declared = _declared()
     assert imported - declared == set(), "imported but not declared in pyproject.toml"
     assert declared - imported == set(), "declared in pyproject.toml but imported nowhere"
+
+
+def test_only_core_imports_the_compiled_core() -> None:
+    """`logtaild/count/core.py` chooses the core: nothing else may import the extension, so the choice
+    (LOGTAILD_CORE, the fallback and its warning) is made in one place."""
+    importers = set()
+    for path, tree in _modules().items():
+        for node in ast.walk(tree):
+            names = [alias.name for alias in node.names] if isinstance(node, (ast.Import, ast.ImportFrom)) else []
+            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            if any(name.endswith("_core") for name in names) or module.endswith("._core"):
+                importers.add(path)
+    assert importers == {"logtaild/count/core.py"}

@@ -11,6 +11,7 @@ import yaml
 
 from logtaild import __version__
 from logtaild.config import Config, FileConfig, to_dict
+from logtaild.count import core
 from tests.support.cli import run, signal_handlers_kept
 
 
@@ -58,7 +59,9 @@ def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["--version"], capsys) == (0, f"logtaild, version {__version__}\n", "")
+    """The version, and which counting core runs (compiled, or the Python core and why)."""
+    line = f"logtaild, version {__version__} (counting core: {core.DESCRIPTION})\n"
+    assert run(["--version"], capsys) == (0, line, "")
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -1,0 +1,92 @@
+/* libFuzzer target for the compiled core's scanners (_scan.h), built with AddressSanitizer and UBSan by
+ * fuzz/run.py: every scanner on every input, each read checked to stay inside the line (ASan puts the
+ * input in an exactly sized allocation), each span it returns checked to lie inside it. */
+#include <assert.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../logtaild/count/_scan.h"
+
+static void check_line(const ls_uc *p, size_t n, const ls_line *ln)
+{
+    assert(ln->key >= p && ln->key + ln->keylen <= p + n);
+    assert(ln->keylen <= LS_KEY_MAX);
+    if (ln->values_ok) {
+        assert(ln->size < ((uint64_t)1 << 63));
+        if (ln->has_lat) assert(ln->lat >= 0 && isfinite(ln->lat));
+    }
+}
+
+static void path_key(const ls_uc *key, size_t len, ls_uc sep, size_t skip)
+{
+    static ls_uc out[LS_PATH_KEY_MAX];
+    const ls_uc *at = memchr(key, sep, len);
+    if (at == NULL || (size_t)(at - key) + skip > len) return;
+    size_t split = (size_t)(at - key), outlen = 0;
+    for (int ids = 0; ids <= 1; ids++) {
+        if (ls_path_key(key, split, key + split + skip, len - split - skip, ids, out, &outlen))
+            assert(outlen <= LS_PATH_KEY_MAX);
+    }
+}
+
+/* an nginx log_format with upstream times, as logformat.py compiles it (kind, stop, role, literal) */
+#define LIT(s) {LS_OP_LITERAL, 0, 0, (const ls_uc *)(s), sizeof(s) - 1}
+static const ls_op nginx_ops[] = {
+    {LS_OP_CLIENT, 0, 0, NULL, 0}, LIT(" - "), {LS_OP_HEAD, 0, 0, NULL, 0}, LIT(" ["),
+    {LS_OP_BRACKETED, 0, 0, NULL, 0}, LIT("] \""), {LS_OP_QUOTED, LS_ROLE_REQUEST, 0, NULL, 0}, LIT("\" "),
+    {LS_OP_UNTIL, LS_ROLE_STATUS, ' ', NULL, 0}, LIT(" "), {LS_OP_UNTIL, LS_ROLE_BYTES, ' ', NULL, 0}, LIT(" \""),
+    {LS_OP_QUOTED, 0, 0, NULL, 0}, LIT("\" \""), {LS_OP_QUOTED, 0, 0, NULL, 0}, LIT("\" "),
+    {LS_OP_UNTIL, LS_ROLE_LATENCY, ' ', NULL, 0}, LIT(" "), {LS_OP_TIMES, LS_ROLE_UPSTREAM, 0, NULL, 0},
+    LIT(" "), {LS_OP_LIST, 0, 0, NULL, 0}, LIT(" "), {LS_OP_TIME_LOCAL, 0, 0, NULL, 0}, LIT(" "),
+    {LS_OP_APACHE_TIME, 0, 0, NULL, 0}, LIT(" "), {LS_OP_NONSPACE, 0, 0, NULL, 0},
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static ls_uc key[2 + 2 * LS_KEY_MAX];
+    const size_t nops[] = {20, sizeof nginx_ops / sizeof nginx_ops[0]};
+    /* each input line in its own exact allocation, so a read past the line end is an ASan report */
+    size_t start = 0;
+    while (start <= size) {
+        const uint8_t *nl = memchr(data + start, '\n', size - start);
+        size_t end = nl ? (size_t)(nl - data) : size;
+        size_t n = end - start;
+        ls_uc *line = malloc(n ? n : 1);
+        if (line == NULL) return 0;
+        memcpy(line, data + start, n);
+        ls_line ln;
+        memset(&ln, 0, sizeof ln);
+        if (ls_scan_tsv(line, n, &ln) == LS_KEY) {
+            check_line(line, n, &ln);
+            path_key(ln.key, ln.keylen, '\t', 1);
+        }
+        const double scales[] = {-1.0, 1000.0, 1.0, 0.001};
+        for (size_t s = 0; s < 4; s++) {
+            memset(&ln, 0, sizeof ln);
+            if (ls_scan_combined(line, n, scales[s], &ln) == LS_KEY) {
+                check_line(line, n, &ln);
+                path_key(ln.key, ln.keylen, '"', 2);
+            }
+        }
+        for (size_t v = 0; v < 2; v++) {
+            ls_program prog = {nginx_ops, nops[v], 1000.0, 1000.0, (int)v, 1};
+            memset(&ln, 0, sizeof ln);
+            if (ls_scan_program(line, n, &prog, key, &ln) == LS_KEY) {
+                assert(ln.key == key && ln.keylen <= LS_KEY_MAX);
+                if (ln.values_ok && ln.has_up) assert(ln.up >= 0 && isfinite(ln.up));
+                size_t rl = ((size_t)key[0] << 8) | key[1], outlen = 0;
+                static ls_uc out[LS_PATH_KEY_MAX];
+                assert(rl + 2 <= ln.keylen);
+                if (ls_path_key(key + 2, rl, key + 2 + rl, ln.keylen - 2 - rl, 1, out, &outlen))
+                    assert(outlen <= LS_PATH_KEY_MAX);
+            }
+        }
+        (void)ls_siphash13(1, 2, line, n);
+        free(line);
+        if (!nl) break;
+        start = end + 1;
+    }
+    return 0;
+}

@@ -1,0 +1,525 @@
+/* The compiled core's line scanners, in plain C (no Python API), so the fuzz target can run them alone.
+ *
+ * Every scanner reads one line given as (pointer, length): the bytes are not NUL-terminated and no
+ * scan goes past `n`; no str* or strto* function is used. A scanner accepts only a subset of the lines
+ * its format's Python parser accepts, the subset whose verdict it can give exactly; for any other line
+ * it says LS_OUT and the line goes back to Python, which decides. Numbers are read only in forms that
+ * Python's int() and float() read the same way (ASCII digits, at most 18 of them for a size; at most 15
+ * significant digits and a plain decimal point for a time, converted with one correctly rounded
+ * division), so a value counted here is the value Python would have counted.
+ */
+#ifndef LOGTAILD_SCAN_H
+#define LOGTAILD_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef unsigned char ls_uc;
+
+/* the longest raw key kept (the Python caches keep no longer ones either) */
+#define LS_KEY_MAX 2048
+/* a path key: two 2-byte lengths, the method, the path (ids replaced: at most twice as long), the status */
+#define LS_PATH_KEY_MAX (4 + 3 * LS_KEY_MAX)
+
+enum { LS_OUT = 0, LS_KEY = 1 };
+
+typedef struct {
+    const ls_uc *key;       /* the raw key: the bytes that decide the line's labels (a span of the line) */
+    size_t keylen;
+    int values_ok;          /* size (and time, when the format has one) read in the exact subset */
+    uint64_t size;
+    int has_lat;
+    double lat;             /* milliseconds */
+    int has_up;
+    double up;              /* the upstream times' sum, milliseconds */
+} ls_line;
+
+static inline int ls_ws(ls_uc c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+static inline int ls_digit(ls_uc c) { return c >= '0' && c <= '9'; }
+static inline int ls_hex(ls_uc c) { return ls_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+
+/* A size as parse_bytes reads it: `-` is 0; 1 to 18 ASCII digits (below 2**63). */
+static int ls_size(const ls_uc *p, size_t n, uint64_t *out)
+{
+    if (n == 1 && p[0] == '-') { *out = 0; return 1; }
+    if (n == 0 || n > 18) return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ls_digit(p[i])) return 0;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+static const double ls_pow10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12,
+                                    1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* A time as float() reads it, in the subset `D+`, `D+.`, `D+.D+`, `.D+`: at most 15 significant digits
+ * and 22 after the point. The mantissa (< 2**53) and 10**k are exact doubles, so their quotient is the
+ * correctly rounded value of the decimal, which is what float() returns. */
+static int ls_time(const ls_uc *p, size_t n, double *out)
+{
+    uint64_t m = 0;
+    int sig = 0, frac = 0, digits = 0, point = 0;
+    for (size_t i = 0; i < n; i++) {
+        ls_uc c = p[i];
+        if (c == '.') {
+            if (point) return 0;
+            point = 1;
+            continue;
+        }
+        if (!ls_digit(c)) return 0;
+        digits++;
+        if (point) frac++;
+        if (sig || c != '0') {
+            if (++sig > 15) return 0;
+            m = m * 10 + (uint64_t)(c - '0');
+        }
+    }
+    if (digits == 0 || frac > 22) return 0;
+    *out = frac ? (double)m / ls_pow10[frac] : (double)m;
+    return 1;
+}
+
+/* tsv: `ip<TAB>request<TAB>status<TAB>bytes[<TAB>latency_ms]`; the raw key is `request<TAB>status`. */
+static int ls_scan_tsv(const ls_uc *p, size_t n, ls_line *out)
+{
+    size_t tab[5];
+    int tabs = 0;
+    const ls_uc *at = p, *end = p + n;
+    while (at < end) {  /* memchr: the line is scanned in words, and never past its end */
+        const ls_uc *t = memchr(at, '\t', (size_t)(end - at));
+        if (t == NULL) break;
+        if (tabs == 4) return LS_OUT;
+        tab[tabs++] = (size_t)(t - p);
+        at = t + 1;
+    }
+    if (tabs < 3) return LS_OUT;
+    out->key = p + tab[0] + 1;
+    out->keylen = tab[2] - tab[0] - 1;
+    if (out->keylen > LS_KEY_MAX) return LS_OUT;
+    size_t size_end = tabs == 4 ? tab[3] : n;
+    out->values_ok = ls_size(p + tab[2] + 1, size_end - tab[2] - 1, &out->size);
+    out->has_lat = tabs == 4;
+    if (out->has_lat && out->values_ok)
+        out->values_ok = ls_time(p + tab[3] + 1, n - tab[3] - 1, &out->lat);
+    return LS_KEY;
+}
+
+/* combined: `client ident user [time] "request" status bytes` and any trailing fields (referer, agent,
+ * a request time), in the subset of lines whose match by the Python regex is certain and whose request
+ * needs no unescaping: one-token client (no `[`, no space), no backslash in the request. The raw key is
+ * `request" status`: the request holds no `"`, so the key splits back into its two parts. `lat_scale`
+ * (< 0: none) reads the last trailing field as the request time, as the preset's latency_unit does. */
+static int ls_scan_combined(const ls_uc *p, size_t n, double lat_scale, ls_line *out)
+{
+    size_t i = 0, start;
+    for (int word = 0; word < 3; word++) {  /* client (non-empty), ident, user */
+        start = i;
+        while (i < n && !ls_ws(p[i]) && p[i] != '[') i++;
+        if ((word == 0 && i == start) || i >= n || p[i] != ' ') return LS_OUT;
+        i++;
+    }
+    if (i >= n || p[i] != '[') return LS_OUT;
+    start = ++i;
+    size_t room = n - i < 65 ? n - i : 65;  /* `[^\]\n]{1,64}` then `]`: the first `]` within 65 bytes */
+    const ls_uc *close = memchr(p + i, ']', room);
+    if (close == NULL || close == p + i || memchr(p + i, '\n', (size_t)(close - (p + i)))) return LS_OUT;
+    i = (size_t)(close - p) + 1;
+    if (n - i < 2 || p[i] != ' ' || p[i + 1] != '"') return LS_OUT;
+    i += 2;
+    size_t key_start = i;
+    const ls_uc *quote = memchr(p + i, '"', n - i);
+    if (quote == NULL || memchr(p + i, '\\', (size_t)(quote - (p + i))))
+        return LS_OUT;  /* unclosed, or escapes: Python unescapes and decides */
+    i = (size_t)(quote - p);
+    if (n - i < 2 || p[i + 1] != ' ') return LS_OUT;
+    i += 2;
+    const ls_uc *space = memchr(p + i, ' ', n - i);  /* the status, `[^ ]*+`: judged by Python at bind */
+    i = space ? (size_t)(space - p) : n;
+    out->key = p + key_start;
+    out->keylen = i - key_start;
+    if (out->keylen > LS_KEY_MAX || i >= n) return LS_OUT;
+    i++;
+    start = i;
+    while (i < n && !ls_ws(p[i])) i++;  /* bytes, `\S*+` */
+    out->values_ok = ls_size(p + start, i - start, &out->size);
+    /* the trailing fields, possessive: ` +` then a quoted value (escapes allowed) or a bare token */
+    size_t last = 0, last_end = 0;
+    int last_bare = 0, any = 0;
+    for (;;) {
+        size_t q = i;
+        while (q < n && p[q] == ' ') q++;
+        if (q == i || q >= n) break;
+        size_t r;
+        if (p[q] == '"') {
+            r = q + 1;
+            int closed = 0;
+            const ls_uc *end = memchr(p + r, '"', n - r);
+            if (end != NULL && !memchr(p + r, '\\', (size_t)(end - (p + r)))) {  /* no escape: the next quote */
+                r = (size_t)(end - p) + 1;
+                closed = 1;
+            }
+            while (!closed && r < n) {
+                if (p[r] == '"') { r++; closed = 1; break; }
+                if (p[r] == '\\') {
+                    if (r + 1 >= n) break;
+                    r += 2;
+                } else {
+                    r++;
+                }
+            }
+            if (!closed) break;
+            last_bare = 0;
+        } else if (!ls_ws(p[q])) {
+            r = q;
+            while (r < n && !ls_ws(p[r]) && p[r] != '"') r++;
+            last_bare = 1;
+        } else {
+            break;
+        }
+        any = 1;
+        last = q;
+        last_end = r;
+        i = r;
+    }
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) i++;
+    if (i != n) return LS_OUT;
+    out->has_lat = 0;
+    if (lat_scale >= 0 && any && last_bare && !(last_end - last == 1 && p[last] == '-')) {
+        out->has_lat = 1;
+        if (out->values_ok) {
+            out->values_ok = ls_time(p + last, last_end - last, &out->lat);
+            out->lat *= lat_scale;
+        }
+    }
+    return LS_KEY;
+}
+
+/* ---- compiled format strings (logformat.py's CompiledFormat._core_program) ---------------------------- */
+
+enum { LS_OP_LITERAL = 0, LS_OP_CLIENT, LS_OP_HEAD, LS_OP_BRACKETED, LS_OP_QUOTED, LS_OP_NONSPACE, LS_OP_TIMES,
+       LS_OP_LIST, LS_OP_UNTIL, LS_OP_TIME_LOCAL, LS_OP_APACHE_TIME, LS_OP_END };
+enum { LS_ROLE_NONE = 0, LS_ROLE_REQUEST, LS_ROLE_STATUS, LS_ROLE_BYTES, LS_ROLE_LATENCY, LS_ROLE_UPSTREAM,
+       LS_ROLES };
+
+typedef struct {
+    int kind, role;
+    ls_uc stop;             /* LS_OP_UNTIL: the byte that ends the field (the next literal's first) */
+    const ls_uc *literal;   /* LS_OP_LITERAL */
+    size_t len;
+} ls_op;
+
+typedef struct {
+    const ls_op *ops;
+    size_t nops;
+    double lat_scale, up_scale;
+    int unescape;           /* escape=default: a request with a backslash is Python's to unescape */
+    int upstream;           /* count the upstream time (the slots have the upstream part) */
+} ls_program;
+
+/* `[0-9.]++` or `-`, as in logformat's _TIMES; `[^ ,]++` (`any`) for _LIST; returns the end or 0. */
+static size_t ls_item(const ls_uc *p, size_t n, size_t i, int list)
+{
+    size_t s = i;
+    if (!list && i < n && p[i] == '-') return i + 1;
+    while (i < n && (list ? (p[i] != ' ' && p[i] != ',') : (ls_digit(p[i]) || p[i] == '.'))) i++;
+    return i > s ? i : 0;
+}
+
+/* _TIMES and _LIST: an item (for _LIST possibly empty), then possessively `(?:, ?| : )item` */
+static size_t ls_items(const ls_uc *p, size_t n, size_t i, int list)
+{
+    size_t e = ls_item(p, n, i, list);
+    if (e == 0) {
+        if (!list) return 0;
+        e = i;  /* `[^ ,]*+`: empty */
+    }
+    i = e;
+    for (;;) {
+        size_t j = i;
+        if (j < n && p[j] == ',') {
+            j++;
+            if (j < n && p[j] == ' ') j++;  /* an item never starts with a space: no retry without it */
+        } else if (n - j >= 3 && p[j] == ' ' && p[j + 1] == ':' && p[j + 2] == ' ') {
+            j += 3;
+        } else {
+            break;
+        }
+        e = ls_item(p, n, j, list);
+        if (e == 0) break;
+        i = e;
+    }
+    return i;
+}
+
+static int ls_time_local(const ls_uc *p, size_t n, size_t i)
+{
+    static const char shape[] = "dd/aaa/dddd:dd:dd:dd sdddd";  /* d digit, a letter, s sign */
+    if (n - i < 26) return 0;
+    for (size_t k = 0; k < 26; k++) {
+        ls_uc c = p[i + k];
+        char want = shape[k];
+        if (want == 'd' ? !ls_digit(c) : want == 'a' ? !(((c | 0x20) >= 'a') && ((c | 0x20) <= 'z')) :
+            want == 's' ? (c != '+' && c != '-') : c != (ls_uc)want)
+            return 0;
+    }
+    return 1;
+}
+
+/* nginx's upstream times as parse_upstream_ms reads them: `-` is none; one time; or times split on `,`
+ * and `:`, each stripped of spaces, `-` skipped, summed in order (each multiplied by the scale first). */
+static int ls_upstream(const ls_uc *p, size_t n, double scale, int *has, double *out)
+{
+    *has = 0;
+    if (n == 1 && p[0] == '-') return 1;
+    if (!memchr(p, ',', n) && !memchr(p, ':', n)) {  /* one time, read whole (float() would strip it) */
+        if (!ls_time(p, n, out)) return 0;
+        *out *= scale;
+        *has = 1;
+        return 1;
+    }
+    double total = 0.0;
+    int seen = 0;
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        while (j < n && p[j] != ',' && p[j] != ':') j++;
+        size_t a = i, b = j;
+        while (a < b && p[a] == ' ') a++;  /* bytes.strip(): only spaces can be there (the regex) */
+        while (b > a && p[b - 1] == ' ') b--;
+        for (size_t k = a; k < b; k++)
+            if (ls_ws(p[k])) return 0;  /* other whitespace: Python decides */
+        if (!(b - a == 1 && p[a] == '-')) {
+            double v;
+            if (!ls_time(p + a, b - a, &v)) return 0;
+            total += v * scale;
+            seen = 1;
+        }
+        if (j >= n) break;
+        i = j + 1;
+    }
+    *has = seen;
+    *out = total;
+    return 1;
+}
+
+/* A line in a compiled format: the program's literals and fields in turn, each field read as its
+ * possessive pattern reads it, then `[ \t\r]*+` to the end. The raw key (written to `key`, at least
+ * 2 + 2 * LS_KEY_MAX bytes) is the request's length (2 bytes), the request and the status. */
+static int ls_scan_program(const ls_uc *p, size_t n, const ls_program *prog, ls_uc *key, ls_line *out)
+{
+    size_t at[LS_ROLES] = {0}, len[LS_ROLES] = {0};
+    int seen[LS_ROLES] = {0};
+    size_t i = 0;
+    for (size_t k = 0; k < prog->nops; k++) {
+        const ls_op *op = &prog->ops[k];
+        size_t s = i;
+        switch (op->kind) {
+        case LS_OP_LITERAL:
+            if (n - i < op->len || memcmp(p + i, op->literal, op->len) != 0) return LS_OUT;
+            i += op->len;
+            continue;
+        case LS_OP_CLIENT:  /* the one-token subset of the lenient client: the regex's only match */
+            while (i < n && !ls_ws(p[i]) && p[i] != '[') i++;
+            if (i == s) return LS_OUT;
+            break;
+        case LS_OP_HEAD:
+            while (i < n && !ls_ws(p[i]) && p[i] != '[') i++;
+            break;
+        case LS_OP_BRACKETED:
+            while (i < n && p[i] != ']' && p[i] != '\n' && i - s <= 64) i++;
+            if (i == s || i - s > 64) return LS_OUT;
+            break;
+        case LS_OP_QUOTED:
+            while (i < n && p[i] != '"') {
+                if (p[i] == '\\') {
+                    if (i + 1 >= n) break;
+                    i += 2;
+                } else {
+                    i++;
+                }
+            }
+            break;
+        case LS_OP_NONSPACE:
+            while (i < n && !ls_ws(p[i])) i++;
+            break;
+        case LS_OP_TIMES:
+        case LS_OP_LIST:
+            i = ls_items(p, n, i, op->kind == LS_OP_LIST);
+            if (i == 0) return LS_OUT;
+            break;
+        case LS_OP_UNTIL: {
+            const ls_uc *stop = memchr(p + i, op->stop, n - i);
+            i = stop ? (size_t)(stop - p) : n;
+            break;
+        }
+        case LS_OP_TIME_LOCAL:
+            if (!ls_time_local(p, n, i)) return LS_OUT;
+            i += 26;
+            break;
+        case LS_OP_APACHE_TIME:
+            if (i >= n || p[i] != '[') return LS_OUT;
+            i++;
+            while (i < n && p[i] != ']' && p[i] != '\n' && i - s <= 65) i++;
+            if (i >= n || p[i] != ']' || i - s < 2 || i - s > 65) return LS_OUT;
+            i++;
+            break;
+        default:
+            return LS_OUT;
+        }
+        if (op->role > 0 && op->role < LS_ROLES && !seen[op->role]) {
+            seen[op->role] = 1;
+            at[op->role] = s;
+            len[op->role] = i - s;
+        }
+    }
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) i++;
+    if (i != n || !seen[LS_ROLE_REQUEST] || !seen[LS_ROLE_STATUS]) return LS_OUT;
+    size_t rl = len[LS_ROLE_REQUEST], sl = len[LS_ROLE_STATUS];
+    if (rl > LS_KEY_MAX || sl > LS_KEY_MAX) return LS_OUT;
+    if (prog->unescape && memchr(p + at[LS_ROLE_REQUEST], '\\', rl)) return LS_OUT;
+    key[0] = (ls_uc)(rl >> 8);
+    key[1] = (ls_uc)rl;
+    memcpy(key + 2, p + at[LS_ROLE_REQUEST], rl);
+    memcpy(key + 2 + rl, p + at[LS_ROLE_STATUS], sl);
+    out->key = key;
+    out->keylen = 2 + rl + sl;
+    if (out->keylen > LS_KEY_MAX) return LS_OUT;
+    out->size = 0;
+    out->values_ok = seen[LS_ROLE_BYTES] ? ls_size(p + at[LS_ROLE_BYTES], len[LS_ROLE_BYTES], &out->size) : 1;
+    out->has_lat = 0;
+    if (out->values_ok && seen[LS_ROLE_LATENCY]) {
+        const ls_uc *v = p + at[LS_ROLE_LATENCY];
+        size_t vl = len[LS_ROLE_LATENCY];
+        if (!(vl == 1 && v[0] == '-')) {
+            out->has_lat = 1;
+            out->values_ok = ls_time(v, vl, &out->lat);
+            out->lat *= prog->lat_scale;
+        }
+    }
+    out->has_up = 0;
+    if (out->values_ok && prog->upstream && seen[LS_ROLE_UPSTREAM])
+        out->values_ok = ls_upstream(p + at[LS_ROLE_UPSTREAM], len[LS_ROLE_UPSTREAM], prog->up_scale, &out->has_up,
+                                     &out->up);
+    return LS_KEY;
+}
+
+/* One path segment (between slashes) that the built-in id patterns replace: digits, a UUID, or 16+ hex
+ * characters with a digit among them (routes.py's _ID_SEGMENT). */
+static int ls_is_id(const ls_uc *s, size_t n)
+{
+    if (n == 0) return 0;
+    int digits = 1, hex = 1, has_digit = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ls_digit(s[i])) digits = 0; else has_digit = 1;
+        if (!ls_hex(s[i])) hex = 0;
+    }
+    if (digits) return 1;
+    if (hex && n >= 16 && has_digit) return 1;
+    if (n != 36) return 0;
+    for (size_t i = 0; i < 36; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !ls_hex(s[i])) return 0;
+    }
+    return 1;
+}
+
+/* The path key of a request and status: what decides a request's labels, as aggregate.py's _path_key:
+ * the method, the target without query and fragment (ids replaced when `ids`), the status, each with
+ * its length. 0 when the request is not `METHOD target [protocol]` or the key would be too long. */
+static int ls_path_key(const ls_uc *req, size_t reqlen, const ls_uc *st, size_t stlen, int ids,
+                       ls_uc *out, size_t *outlen)
+{
+    size_t sp1 = reqlen, sp2 = reqlen;
+    int spaces = 0;
+    for (size_t i = 0; i < reqlen; i++) {
+        if (req[i] == ' ') {
+            if (++spaces > 2) return 0;
+            if (spaces == 1) sp1 = i; else sp2 = i;
+        }
+    }
+    if (spaces == 0 || sp2 == sp1 + 1 || (spaces == 1 && sp1 + 1 == reqlen)) return 0;  /* empty target */
+    const ls_uc *target = req + sp1 + 1;
+    size_t tlen = (spaces == 2 ? sp2 : reqlen) - sp1 - 1, plen = tlen;
+    for (size_t i = 0; i < tlen; i++) {
+        if (target[i] == '?' || target[i] == '#') { plen = i; break; }
+    }
+    if (sp1 > LS_KEY_MAX || plen > LS_KEY_MAX || stlen > LS_KEY_MAX) return 0;
+    size_t o = 0;
+    out[o++] = (ls_uc)(sp1 >> 8);
+    out[o++] = (ls_uc)sp1;
+    memcpy(out + o, req, sp1);
+    o += sp1;
+    size_t len_at = o;
+    o += 2;
+    size_t path_start = o;
+    if (ids && plen > 0 && target[0] == '/') {
+        size_t i = 0;
+        while (i < plen) {  /* at a '/': one segment up to the next '/' */
+            size_t j = i + 1;
+            while (j < plen && target[j] != '/') {
+                if (target[j] == '\n') return 0;  /* `$` matches before a final newline: Python decides */
+                j++;
+            }
+            if (ls_is_id(target + i + 1, j - i - 1)) {
+                memcpy(out + o, "/:id", 4);
+                o += 4;
+            } else {
+                memcpy(out + o, target + i, j - i);
+                o += j - i;
+            }
+            i = j;
+        }
+    } else {
+        memcpy(out + o, target, plen);
+        o += plen;
+    }
+    size_t path_len = o - path_start;
+    if (path_len > 0xffff) return 0;
+    out[len_at] = (ls_uc)(path_len >> 8);
+    out[len_at + 1] = (ls_uc)path_len;
+    memcpy(out + o, st, stlen);
+    o += stlen;
+    *outlen = o;
+    return 1;
+}
+
+/* SipHash-1-3 (the keyed hash CPython uses for str and bytes): hostile keys cannot be chosen to collide
+ * without the per-process key. */
+#define LS_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define LS_SIPROUND                                                                                     \
+    do {                                                                                                \
+        v0 += v1; v1 = LS_ROTL(v1, 13); v1 ^= v0; v0 = LS_ROTL(v0, 32);                                 \
+        v2 += v3; v3 = LS_ROTL(v3, 16); v3 ^= v2;                                                       \
+        v0 += v3; v3 = LS_ROTL(v3, 21); v3 ^= v0;                                                       \
+        v2 += v1; v1 = LS_ROTL(v1, 17); v1 ^= v2; v2 = LS_ROTL(v2, 32);                                 \
+    } while (0)
+
+static uint64_t ls_siphash13(uint64_t k0, uint64_t k1, const ls_uc *in, size_t len)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+    uint64_t b = ((uint64_t)len) << 56;
+    size_t whole = len - (len % 8);
+    for (size_t i = 0; i < whole; i += 8) {
+        uint64_t m;
+        memcpy(&m, in + i, 8);
+        v3 ^= m;
+        LS_SIPROUND;
+        v0 ^= m;
+    }
+    for (size_t i = 0; i < len % 8; i++) b |= ((uint64_t)in[whole + i]) << (8 * i);
+    v3 ^= b;
+    LS_SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    LS_SIPROUND;
+    LS_SIPROUND;
+    LS_SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+#endif
