@@ -216,7 +216,8 @@ def test_a_stale_pidfile_is_replaced_and_systemd_never_detaches(tmp_path: Path) 
                              text=True, timeout=20)
     assert started.returncode == 0, started.stderr
     assert "removing stale pidfile" in started.stderr
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != str(dead.pid), 10, "a new pid")
+    # the pidfile is created, then written: wait for a whole pid, not just the file
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() not in ("", str(dead.pid)), 10, "a new pid")
     pid = int(pidfile.read_text())
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: not pidfile.exists() and process_gone(pid), 5, "the pidfile removed")

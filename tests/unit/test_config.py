@@ -293,4 +293,6 @@ def test_native_histograms_false_turns_them_off_and_files_inherit() -> None:
     assert config.native_histograms == NativeHistogramsConfig(enabled=False)
     assert [config.native_for(file) for file in config.files] == [
         NativeHistogramsConfig(enabled=False), NativeHistogramsConfig(schema=1), NativeHistogramsConfig()]
-    assert conf({}).native_histograms == NativeHistogramsConfig(True, 3, 2.0 ** -128, 160)
+    assert conf({}).native_histograms == NativeHistogramsConfig(False, 3, 2.0 ** -128, 160)  # off unless configured
+    assert conf({"native_histograms": True}).native_histograms == NativeHistogramsConfig(True, 3, 2.0 ** -128, 160)
+    assert conf({"native_histograms": {"schema": 2}}).native_histograms.enabled  # a mapping turns them on

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from logtaild.config import Config, FileConfig
+from logtaild.config import Config, FileConfig, NativeHistogramsConfig
 from logtaild.run import cron, modes
 from logtaild.tail.filestream import FileStream
 
@@ -212,9 +212,10 @@ def test_the_native_buckets_are_kept_between_runs(tmp_path: Path, log: Log) -> N
 
     state = tmp_path / "state.json"
     log.write(30)
-    run(log.path, state, from_start=True)
+    run(log.path, state, from_start=True, native_histograms=NativeHistogramsConfig())
     log.write(30)
-    runner = cron.CronRun(Config(files=(FileConfig(str(log.path)),), state_file=str(state)), out=io.StringIO())
+    runner = cron.CronRun(Config(files=(FileConfig(str(log.path)),), state_file=str(state),
+                                    native_histograms=NativeHistogramsConfig()), out=io.StringIO())
     assert runner.run() == 0
     series = runner.service.state.extra[cron.EXTRA_KEY]["files"][str(log.path)]["series"]
     assert json.loads(json.dumps(series)) == series

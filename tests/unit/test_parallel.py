@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import logtaild.run.service as service
-from logtaild.config import Config, FileConfig, RoutesConfig
+from logtaild.config import Config, FileConfig, NativeHistogramsConfig, RoutesConfig
 from logtaild.count import slots
 from logtaild.count.routes import OVERFLOW_ROUTE
 from logtaild.run.parallel import RangeJob
@@ -35,7 +35,7 @@ def by_method_status(counts: dict) -> dict:
 
 
 def _native(slot: slots.Slot) -> tuple:
-    """The slot's native buckets (on by default): (schema, zero count, buckets), () without."""
+    """The slot's native buckets (turned on below): (schema, zero count, buckets), () without."""
     hist = slots.native_histogram(slot)
     return () if hist is None else (hist.schema, hist.zero, tuple(hist.buckets()))
 
@@ -46,7 +46,8 @@ def run_once(path: Path, min_bytes: int, monkeypatch, max_routes: int = 1000, co
     monkeypatch.setattr(service, "usable_cores", lambda: cores)
     jobs = []
     monkeypatch.setattr(service, "RangeJob", lambda *args: jobs.append(args) or RangeJob(*args))
-    config = Config(files=(FileConfig(str(path)),), from_start=True, routes=RoutesConfig(max=max_routes))
+    config = Config(files=(FileConfig(str(path)),), from_start=True, routes=RoutesConfig(max=max_routes),
+                    native_histograms=NativeHistogramsConfig())
     svc = service.Service(config, once=True, out=io.StringIO())
     assert svc.run() == 0
     assert len(jobs) == (1 if cores > 1 and os.path.getsize(path) >= min_bytes else 0)

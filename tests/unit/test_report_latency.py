@@ -89,7 +89,15 @@ def test_once_with_report_latency(tmp_path: Path, capsys: pytest.CaptureFixture[
     rows = [line.split("\t") for line in lines[3:]]
     assert [row[:2] for row in rows] == [["/a", "200"], ["/b", "500"], ["TOTAL", "200"], ["TOTAL", "500"],
                                          ["TOTAL", "all"]]
-    values, _mean = _timing([12.5, 30.0], NativeSpec()).percentiles(BOUNDS_S)  # the default schema, 3
-    assert rows[0][3:] == [f"{v * 1000:.1f}" for v in values if v is not None] + ["21.2"]
+    # native buckets are off by default: the default classic bounds, 12.5 ms in (10, 25], 30 ms in (25, 50]
+    assert rows[0][3:] == ["25.0", "47.5", "49.5", "21.2"]
     assert rows[1][3:] == ["-"] * 4
     assert all(len(row) == 7 for row in rows)
+    config = tmp_path / "native.yml"  # with native buckets: the columns come from them
+    config.write_text(f"native_histograms: true\nfiles: [{{path: {log}}}]\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--once", "--from-start", "--report", "latency"])
+    assert exit_info.value.code == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[3:]]
+    values, _mean = _timing([12.5, 30.0], NativeSpec()).percentiles(BOUNDS_S)  # the default schema, 3
+    assert rows[0][3:] == [f"{v * 1000:.1f}" for v in values if v is not None] + ["21.2"]
