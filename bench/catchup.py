@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from bench import check
 from bench.context import BENCH, Context
 from bench.gen import Expected
-from bench.procs import free_port, run_timed
+from bench.procs import free_port, interleaved
 
 ALL_TOOLS = ("cat", "logtaild", "logtaild-1core", "mtail", "mawk", "gawk")
 
@@ -70,29 +69,9 @@ def run(ctx: Context, path: Path, expected: Expected, reps: int, tools: tuple[st
     with open(path, "rb") as handle:  # warm the page cache
         while handle.read(1 << 24):
             pass
-    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in available}
-    verified: dict[str, Any] = {}
-    for rep in range(reps):
-        order = available[rep % len(available):] + available[:rep % len(available)]
-        for tool in order:
-            argv = _argv(ctx, tool, path)
-            assert argv is not None
-            out_path = ctx.logs / f"catchup-{tool}.out"
-            with open(out_path, "wb") as out, open(ctx.logs / f"catchup-{tool}.stderr", "wb") as err:
-                timed = run_timed(argv, stdout=subprocess.DEVNULL if tool == "cat" else out, stderr=err,
-                                  env=ctx.env)
-            lines_s = expected.lines / timed.wall if timed.wall > 0 else 0.0
-            ctx.log(f"catch-up rep {rep + 1}/{reps} {tool:8s} {timed.wall:7.2f}s {lines_s:12,.0f} lines/s "
-                    f"cpu {timed.cpu:6.2f}s rss {timed.maxrss_kb / 1024:6.1f} MB exit {timed.code}")
-            runs[tool].append({**timed.to_json(), "lines_per_s": round(lines_s)})
-            if rep == 0 and tool != "cat":
-                if timed.code != 0:
-                    verified[tool] = {"ok": False, "problems": [f"exit {timed.code}"]}
-                else:
-                    verified[tool] = _verify(tool, out_path.read_text(errors="replace"), expected)
-                if not verified[tool].get("ok"):
-                    ctx.log(f"catch-up: {tool}'s totals differ from the expected ones: "
-                            f"{verified[tool].get('problems', [])[:3]}")
+    runs, verified = interleaved(available, reps, lambda tool: _argv(ctx, tool, path), ctx.logs, "catchup",
+                                 ctx.env, ctx.log, expected.lines,
+                                 lambda tool, output: _verify(tool, output, expected), discard=("cat",))
     summary: dict[str, Any] = {}
     for tool, items in runs.items():
         wall = statistics.median(r["wall"] for r in items)

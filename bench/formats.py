@@ -24,7 +24,7 @@ from typing import Any
 from bench import check
 from bench.context import BENCH, Context
 from bench.gen import Expected
-from bench.procs import free_port, run_timed
+from bench.procs import free_port, interleaved
 
 FORMATS = ("tsv", "combined", "json", "nginx")
 NGINX_FORMAT = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
@@ -169,23 +169,9 @@ def run(ctx: Context, tsv: Path, expected: Expected, reps: int, formats: tuple[s
         with open(path, "rb") as handle:  # the page cache, as for the TSV catch-up
             while handle.read(1 << 24):
                 pass
-        runs: dict[str, list[dict[str, Any]]] = {t: [] for t in available}
-        verified: dict[str, Any] = {}
-        for rep in range(reps):
-            order = available[rep % len(available):] + available[:rep % len(available)]
-            for tool in order:
-                argv = _argv(ctx, tool, fmt, path)
-                assert argv is not None
-                out_path = ctx.logs / f"formats-{fmt}-{tool}.out"
-                with open(out_path, "wb") as out, open(ctx.logs / f"formats-{fmt}-{tool}.stderr", "wb") as err:
-                    timed = run_timed(argv, stdout=out, stderr=err, env=ctx.env)
-                lines_s = expected.lines / timed.wall if timed.wall > 0 else 0.0
-                ctx.log(f"formats {fmt} rep {rep + 1}/{reps} {tool:8s} {timed.wall:7.2f}s {lines_s:12,.0f} lines/s "
-                        f"rss {timed.maxrss_kb / 1024:6.1f} MB exit {timed.code}")
-                runs[tool].append({**timed.to_json(), "lines_per_s": round(lines_s)})
-                if rep == 0:
-                    verified[tool] = ({"ok": False, "problems": [f"exit {timed.code}"]} if timed.code != 0 else
-                                      _verify(tool, out_path.read_text(errors="replace"), expected))
+        runs, verified = interleaved(available, reps, lambda tool, f=fmt, p=path: _argv(ctx, tool, f, p), ctx.logs,
+                                     f"formats-{fmt}", ctx.env, ctx.log, expected.lines,
+                                     lambda tool, output: _verify(tool, output, expected))
         summary = {tool: {"median_wall": round(statistics.median(r["wall"] for r in items), 3),
                           "lines_per_s": round(expected.lines / statistics.median(r["wall"] for r in items)),
                           "maxrss_kb": max(r["maxrss_kb"] for r in items),

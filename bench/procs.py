@@ -86,6 +86,38 @@ def run_timed(argv: Sequence[str], stdout: IO[Any] | int | None = subprocess.DEV
     return Timed(wall, user, system, maxrss, proc.returncode)
 
 
+def interleaved(tools: Sequence[str], reps: int, argv_of: Callable[[str], list[str] | None], logs: Path,
+                name: str, env: dict[str, str] | None, log: Callable[[str], None], lines: int,
+                verify: Callable[[str, str], dict[str, Any]],
+                discard: Sequence[str] = ()) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Run every tool `reps` times, each round in another order; (runs by tool, verdicts by tool).
+
+    A tool's stdout goes to `logs/<name>-<tool>.out` (DEVNULL for `discard`, such as cat); the first
+    round's output is checked with `verify(tool, output)` (tools in `discard` are not).
+    """
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+    verified: dict[str, Any] = {}
+    for rep in range(reps):
+        order = [*tools[rep % len(tools):], *tools[:rep % len(tools)]]
+        for tool in order:
+            argv = argv_of(tool)
+            assert argv is not None
+            out_path = logs / f"{name}-{tool}.out"
+            with open(out_path, "wb") as out, open(logs / f"{name}-{tool}.stderr", "wb") as err:
+                timed = run_timed(argv, stdout=subprocess.DEVNULL if tool in discard else out, stderr=err, env=env)
+            lines_s = lines / timed.wall if timed.wall > 0 else 0.0
+            log(f"{name} rep {rep + 1}/{reps} {tool:8s} {timed.wall:7.2f}s {lines_s:12,.0f} lines/s "
+                f"cpu {timed.cpu:6.2f}s rss {timed.maxrss_kb / 1024:6.1f} MB exit {timed.code}")
+            runs[tool].append({**timed.to_json(), "lines_per_s": round(lines_s)})
+            if rep == 0 and tool not in discard:
+                verified[tool] = ({"ok": False, "problems": [f"exit {timed.code}"]} if timed.code != 0 else
+                                  verify(tool, out_path.read_text(errors="replace")))
+                if not verified[tool].get("ok"):
+                    log(f"{name}: {tool}'s totals differ from the expected ones: "
+                        f"{verified[tool].get('problems', [])[:3]}")
+    return runs, verified
+
+
 def children(pid: int) -> list[int]:
     """Direct children of a process (from /proc/PID/task/PID/children)."""
     try:

@@ -1,8 +1,6 @@
 """`--report latency` (config `report: latency`): the header line and the p50 p95 p99 mean_ms columns."""
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,10 @@ from logtaild.count import slots as layout
 from logtaild.count.latency import Timing, timing
 from logtaild.count.native import NativeSpec, bucket_index, upper_bound
 from logtaild.count.window import LATENCY_HEADER, format_report
+from tests.support.clock import utc  # noqa: F401 (an autouse fixture: the tests run in UTC)
 
 WALL = 1795342500.0
 BOUNDS_S = [0.01, 0.1, 1.0]
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 SCHEMA_0 = NativeSpec(schema=0)

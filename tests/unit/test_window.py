@@ -2,25 +2,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from logtaild.count.labels import escape
 from logtaild.count.window import RULE, Window, format_qps, format_report
+from tests.support.clock import utc  # noqa: F401 (an autouse fixture: the tests run in UTC)
 
 # Sun Nov 22 10:15:00 2026 UTC
 WALL = 1795342500.0
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """ctime() is local time: pin the zone so the golden text is the same on every machine."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_wall_constant_is_the_issue_example_time() -> None:
