@@ -165,6 +165,8 @@ class Service:
         self._bounds_s = config.bucket_bounds()
         self._reports = 0
         self._pushers: list[Pusher] = []  # remote_write receivers, started by run()
+        #: bumped (under the lock) whenever the counts change: a scrape rendering made since is current
+        self._changes = 0
         self.last_tick = time.time()
         self._last_tick_mono = clock()
         # the loop's report window and when each periodic job is next due, set when the loop starts:
@@ -258,6 +260,7 @@ class Service:
         fresh = {path: self._make_aggregator(file_config, plan.config, path)
                  for path, file_config in plan.rebuilt.items()}
         with self.lock:
+            self._changes += 1
             for path in plan.removed:
                 self._remove(path)
             for path, file_config in {**plan.kept, **plan.rebuilt}.items():
@@ -292,7 +295,7 @@ class Service:
         web = load_web_config(self.config.web_config) if self.config.web_config else None
         self.history = History(self.config.interval)
         app = StatusBoard(self.snapshot, stuck_after=self._stuck_after(), history=self.history).wrap(
-            make_app(registry, {"/healthz": self._healthz}))
+            make_app(registry, {"/healthz": self._healthz}, changes=self.changes))
         self._pushers = _pushers(self.config, self.snapshot)
         self._install_signals()  # before /healthz answers: a SIGTERM right after it must stop us cleanly
         server = serve(protect(app, web), host, port, tls=web.context if web else None)
@@ -396,6 +399,10 @@ class Service:
             self.scan()
             self._rescan_at = now + self.config.rescan_interval
 
+    def changes(self) -> int:
+        """How many times the counts have changed (batches, merged workers, reloads): a version number."""
+        return self._changes
+
     def step(self) -> bool:
         """One loop turn's reading: every source to its end, or until a report is due; True if lines came."""
         return self.poll_all(self._report_due)
@@ -420,6 +427,7 @@ class Service:
                 found = True
                 with self.lock:
                     source.agg.feed(batch)
+                    self._changes += 1
                 if source.advisor is not None:
                     self._advise(source, source.advisor.feed(batch))
                 self._tick()
@@ -451,6 +459,7 @@ class Service:
             return
         with self.lock:
             merge(source.agg, result)
+            self._changes += 1
         source.stream.release(result.lines_cut)
 
     def _tick(self) -> None:

@@ -84,6 +84,34 @@ def test_the_scrape_cache_expires_after_its_ttl() -> None:
     assert list(cache.get("k", render).plain()) == [b"1"]  # type: ignore[union-attr]
 
 
+def test_a_rendering_older_than_the_counts_is_shared_only_briefly() -> None:
+    """Unchanged counts: one rendering per ttl. Changed: reused for REUSE_FACTOR x its time, >= REUSE_MIN."""
+    now, version = [0.0], [0]
+
+    def render() -> Rendering:
+        now[0] += 0.05  # each rendering takes 50 ms on the fake clock
+        return Rendering.of([b"%d" % cache.renders])
+
+    cache = ScrapeCache(ttl=1.0, clock=lambda: now[0], changes=lambda: version[0])
+    cache.get("k", render)
+    now[0] = 0.9
+    cache.get("k", render)
+    assert cache.renders == 1                   # nothing counted: shared for the whole ttl
+    now[0] = 1.0
+    cache.get("k", render)
+    assert cache.renders == 2                   # the ttl is up, counted or not
+    version[0] += 1                             # lines counted after that rendering began (at 1.0)
+    now[0] = 1.0 + 0.19
+    cache.get("k", render)
+    assert cache.renders == 2                   # 4 x 50 ms = 0.2 s: still shared
+    now[0] = 1.0 + 0.21
+    assert list(cache.get("k", render).plain()) == [b"2"]  # type: ignore[union-attr]
+    assert cache.renders == 3                   # older than the counts and than 0.2 s: rendered again
+    now[0] += 0.1
+    cache.get("k", render)
+    assert cache.renders == 3                   # nothing counted since the new one began: shared again
+
+
 def test_scrapers_choosing_content_types_keep_a_few_bodies_at_most() -> None:
     now = [0.0]
     cache = ScrapeCache(ttl=1.0, clock=lambda: now[0])
