@@ -308,13 +308,18 @@ class Aggregator:
             assert labels is not None  # computed in the try whenever slot is None
             method, route, status_label = labels
             slot = self.slot_for_admitted(self.limiter.admit_normalized(route), method, status_label)
-            if len(self._paths) >= self._cache_max:
-                self._paths.clear()  # bounded: hostile URLs cannot grow it; hot keys refill at once
-            path_key = self._path_key(request, status)
-            if path_key is not None and len(path_key[1]) <= _RAW_KEY_LONGEST:  # see _remember_raw
-                self._paths[path_key] = slot
+            if self._core is None:  # the core keeps its own path keys: see _remember_raw
+                self._remember_path(request, status, slot)
             self._remember_raw(raw_key, slot)
         observe(slot, self.bounds_ms, size, latency, self.native)
+
+    def _remember_path(self, request: bytes, status: bytes, slot: Slot) -> None:
+        """Cache a new line's path key (bounded: hostile URLs cannot grow it; hot keys refill at once)."""
+        if len(self._paths) >= self._cache_max:
+            self._paths.clear()
+        path_key = self._path_key(request, status)
+        if path_key is not None and len(path_key[1]) <= _RAW_KEY_LONGEST:  # see _remember_raw
+            self._paths[path_key] = slot
 
     def _known_slot(self, key: bytes) -> Slot | None:
         """The slot of a new `request<TAB>status` key if its path key is cached (then key is too)."""
@@ -338,7 +343,10 @@ class Aggregator:
         if len(key) > _RAW_KEY_LONGEST:
             return
         if self._core is not None:
+            # the core's table holds the key (and its path key) for every later line: a copy here
+            # would only double what the series cap costs (54,000 keys: about 8 MB)
             self._core.bind(key, slot)
+            return
         if len(self._cache) >= self._cache_max:
             self._old = self._cache.copy()  # a copy: the fast loops hold the bound get() of _cache
             self._cache.clear()
