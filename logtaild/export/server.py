@@ -135,6 +135,8 @@ def _plain(start_response: StartResponse, status: str, body: bytes,
 
 #: the largest piece of an uncompressed body in memory at once, per client (under glibc's mmap threshold)
 PLAIN_CHUNK = 64 << 10
+#: compressed bytes handed to the decompressor at a time (see `Rendering.plain`)
+PLAIN_INPUT = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,16 @@ class Rendering:
     def plain(self, size: int = PLAIN_CHUNK) -> Iterator[bytes]:
         """The body uncompressed, at most `size` bytes at a time (decompressed as the client reads)."""
         gz = zlib.decompressobj(31)
-        data = self.gzipped
-        while data:
-            chunk = gz.decompress(data, size)
-            data = gz.unconsumed_tail
-            if chunk:
-                yield chunk
+        view = memoryview(self.gzipped)
+        # the input a slice at a time: `unconsumed_tail` is a fresh copy of what is left of the input
+        # given, so handing it the whole body copied the body again for every chunk out
+        for start in range(0, len(view), PLAIN_INPUT):
+            data: bytes | memoryview = view[start:start + PLAIN_INPUT]
+            while data:
+                chunk = gz.decompress(data, size)
+                data = gz.unconsumed_tail
+                if chunk:
+                    yield chunk
         if rest := gz.flush():
             yield rest
 
