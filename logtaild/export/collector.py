@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from itertools import chain
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from logtaild.export.exposition import Family, LabelCache, LabelText, render, to_float
 from logtaild.export.families import build
@@ -49,14 +49,16 @@ class LogtaildCollector:
         assert cache.labels_of is not None  # a recording cache always has it
         yield from (_metric(family, cache.labels_of) for family in families)
 
-    def exposition(self, openmetrics: bool = False, any_names: bool = True) -> Iterator[bytes] | None:
-        """What prometheus-client's text format (or OpenMetrics, without `# EOF`) makes of `collect()`,
-        byte for byte once joined (tests/unit/test_exporter_text.py); None if `any_names` is False and
-        a label name is outside the legacy set (the escaping scheme would rewrite it)."""
+    def exposition(self, openmetrics: bool = False, any_names: bool = True,
+                   names: frozenset[str] | None = None) -> Iterator[bytes] | None:
+        """What prometheus-client's text format (or OpenMetrics, without `# EOF`) makes of `collect()`
+        (of the samples in `names`, when given, as its `restricted_registry` would), byte for byte
+        once joined (tests/unit/test_exporter_text.py); None if `any_names` is False and a label name
+        is outside the legacy set (the escaping scheme would rewrite it)."""
         families = build(self._snapshot(), self._labels.scrape(), detail=openmetrics)
         if not any_names and self._labels.odd_names:
             return None
-        return render(families, openmetrics)
+        return render(families, openmetrics, names)
 
     def protobuf(self) -> list[bytes]:
         """The families in the protobuf format (delimited MetricFamily messages), native buckets included.
@@ -110,29 +112,38 @@ class LogtaildRegistry(CollectorRegistry):
     """Our collector and prometheus-client's process collector, plus the fast path (`exposition`)."""
 
     def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
-        super().__init__(auto_describe=False)
+        # our collector has no describe() (its families depend on the files): without the flag,
+        # prometheus-client's `name[]` filter would leave it, and every logtaild_* sample, out
+        super().__init__(auto_describe=False, support_collectors_without_names=True)
         self.collector = LogtaildCollector(snapshot)
         self.register(self.collector)
-        self._process = CollectorRegistry(auto_describe=False)  # process_* alone, for the fast path
+        # process_* alone, for the fast path (the flag: see above)
+        self._process = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
         process = ProcessCollector(registry=self._process)
         self.register(process)
 
-    def exposition(self, encoder: Encoder) -> Iterator[bytes] | None:
-        """`encoder(self)` (one of prometheus-client's, as `choose_encoder` picked it), as chunks to join,
-        with our families rendered by exposition.py; None when that renderer cannot write what
-        `encoder` would."""
+    def exposition(self, encoder: Encoder, names: frozenset[str] | None = None) -> Iterator[bytes] | None:
+        """`encoder(self)` (one of prometheus-client's, as `choose_encoder` picked it), or with `names`
+        `encoder(self.restricted_registry(names))` (`/metrics?name[]=...`), as chunks to join, with our
+        families rendered by exposition.py; None when that renderer cannot write what `encoder` would.
+
+        The filter goes through the same renderer: prometheus-client's would build a `Metric` per
+        series of every family first (at the series cap, +40 MB RSS for one filtered scrape)."""
         how = fast_format(encoder)
         if how is None:
             return None
         openmetrics, any_names = how
-        pieces = self.collector.exposition(openmetrics, any_names)
+        pieces = self.collector.exposition(openmetrics, any_names, names)
         if pieces is None:
             return None
-        return chain(pieces, self._process_part(encoder))
+        return chain(pieces, self._process_part(encoder, names))
 
-    def _process_part(self, encoder: Encoder) -> Iterator[bytes]:
+    def _process_part(self, encoder: Encoder, names: frozenset[str] | None) -> Iterator[bytes]:
         """process_* (and OpenMetrics' `# EOF`), rendered once the chunks before them are consumed."""
-        yield encoder(self._process)
+        if names is None:
+            yield encoder(self._process)
+        else:  # a RestrictedRegistry collects as a registry does, which is all an encoder uses
+            yield encoder(cast(CollectorRegistry, self._process.restricted_registry(names)))
 
     def protobuf(self) -> list[bytes]:
         """The whole registry in the protobuf format (delimited MetricFamily messages), process_* last."""

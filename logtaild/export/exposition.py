@@ -234,9 +234,26 @@ def _format(values: Iterable[Number], memo: dict[Number, bytes]) -> None:
         memo[value] = b" " + float_to_go(to_float(value)).encode() + b"\n"
 
 
-def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[bytes]:
+#: the parts of a histogram series, by sample-name suffix
+HISTOGRAM_PARTS = ("_bucket", "_count", "_sum")
+
+
+def _parts(family: Family, names: frozenset[str] | None) -> frozenset[str]:
+    """Which of a family's samples a `name[]` filter keeps (all without one), as prometheus-client's
+    `restricted_registry` keeps samples by name: a histogram's suffixes, or {""} for the one sample
+    name of a counter (`_total`) or gauge; empty: the family is left out."""
+    if family.kind == "histogram":
+        parts = frozenset(HISTOGRAM_PARTS)
+        return parts if names is None else frozenset(p for p in parts if family.name + p in names)
+    sample = family.name + "_total" if family.kind == "counter" else family.name
+    return frozenset({""}) if names is None or sample in names else frozenset()
+
+
+def render(families: Iterable[Family], openmetrics: bool = False,
+           names: frozenset[str] | None = None) -> Iterator[bytes]:
     """The families in the text format (or OpenMetrics, without its `# EOF`), as UTF-8 chunks to join:
-    what prometheus-client's `generate_latest` (or its OpenMetrics one) would write.
+    what prometheus-client's `generate_latest` (or its OpenMetrics one) would write, of the samples
+    named in `names` when given (`/metrics?name[]=...`).
 
     A generator of chunks of about `CHUNK_PIECES` pieces each, so a scrape never holds every piece
     at once: at 20,000 series the pieces of a whole body took about twice its 14 MB.
@@ -246,6 +263,9 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[by
     formatted = memo.__getitem__
     les_memo: dict[tuple[str, ...], list[bytes]] = {}
     for family in families:
+        parts = _parts(family, names)
+        if not parts:
+            continue
         sample = family.name + "_total" if family.kind == "counter" else family.name
         if openmetrics:  # the family's own name in the header, the samples' names as in the text format
             head = f"# HELP {family.name} {escape_value(family.doc)}\n# TYPE {family.name} {family.kind}\n"
@@ -262,14 +282,26 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[by
                 out.extend(chain.from_iterable(batch))
                 yield from _drain(out)
             continue
-        histograms = family.histograms.values()
-        _format(chain.from_iterable(value.counts for value in histograms), memo)
-        _format([value.sum_s for value in histograms], memo)
-        count, total = name + b"_count", name + b"_sum"
-        last: tuple[str, ...] = ()
-        les: list[bytes] = []
-        for value in histograms:
-            group = value.group
+        yield from _histogram_lines(family, name, parts, openmetrics, out, memo, les_memo)
+    if out:
+        yield b"".join(out)
+
+
+def _histogram_lines(family: Family, name: bytes, parts: frozenset[str], openmetrics: bool, out: list[bytes],
+                     memo: dict[Number, bytes], les_memo: dict[tuple[str, ...], list[bytes]]) -> Iterator[bytes]:
+    """A histogram family's sample lines into `out` (its `parts`: see `_parts`), chunks yielded."""
+    formatted = memo.__getitem__
+    histograms = family.histograms.values()
+    _format(chain.from_iterable(value.counts for value in histograms), memo)
+    _format([value.sum_s for value in histograms], memo)
+    count = name + b"_count" if "_count" in parts else b""
+    total = name + b"_sum" if "_sum" in parts else b""
+    buckets = "_bucket" in parts
+    last: tuple[str, ...] = ()
+    les: list[bytes] = []
+    for value in histograms:
+        group = value.group
+        if buckets:
             if value.les is not last:  # one bounds tuple shared by every series of a file, as a rule
                 last = value.les
                 les = les_memo.get(last) or les_memo.setdefault(last, [f'le="{le}"'.encode() for le in last])
@@ -278,11 +310,11 @@ def render(families: Iterable[Family], openmetrics: bool = False) -> Iterator[by
             else:
                 shown = list(map(formatted, value.counts))
             out.extend(chain.from_iterable(zip(repeat(group.bucket_head), les, repeat(group.bucket_tail), shown)))
-            out += (count, group.key, formatted(value.counts[-1]),
-                    total, group.key, formatted(value.sum_s))
-            yield from _drain(out)
-    if out:
-        yield b"".join(out)
+        if count:
+            out += (count, group.key, formatted(value.counts[-1]))
+        if total:
+            out += (total, group.key, formatted(value.sum_s))
+        yield from _drain(out)
 
 
 #: pieces per chunk `render` yields (about 90 kB: under glibc's initial mmap threshold)

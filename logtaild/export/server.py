@@ -1,9 +1,10 @@
 """The HTTP side: the WSGI app (`make_app`: /metrics and the other pages) and `serve`, which runs it.
 
 /metrics is answered in the protobuf format (`LogtaildRegistry.protobuf`, native histograms) when the
-scraper's Accept prefers it (export/negotiation.py, export/protobuf.py), else from
-`LogtaildRegistry.exposition` (the fast renderer) whenever it can write what prometheus-client's
-content negotiation picked, and by prometheus-client's own app otherwise. Scrapes share their
+scraper's Accept prefers it (export/negotiation.py, export/protobuf.py) and no `name[]` filter is
+given, else from `LogtaildRegistry.exposition` (the fast renderer, which also applies `name[]`)
+whenever it can write what prometheus-client's content negotiation picked, and by
+prometheus-client's own app otherwise. Scrapes share their
 rendering: concurrent or close scrapes (within `SCRAPE_TTL`) that negotiated the same format get the
 same body, rendered once, so a thousand clients released at once cost one rendering, not a thousand.
 A rendering is kept gzip-compressed only (`Rendering`): a client that takes gzip gets it as it is, any
@@ -59,23 +60,29 @@ def make_app(registry: CollectorRegistry, pages: dict[str, Page], scrape_ttl: fl
     """Route /metrics to the renderer (through the scrape cache) and other paths to pages; GET/HEAD only.
 
     A GET for the whole registry of a `LogtaildRegistry` is answered from its `exposition()` in the
-    format prometheus-client's `choose_encoder` picks (about 10x faster with many series); anything
-    that renderer does not cover (`name[]`, escaping schemes that rewrite names) goes to
-    prometheus-client's app, one request at a time so such requests cannot take every core either.
+    format prometheus-client's `choose_encoder` picks (about 10x faster with many series), a `name[]`
+    filter included; anything that renderer does not cover (escaping schemes that rewrite names)
+    goes to prometheus-client's app, one request at a time so such requests cannot take every core
+    either.
     """
     metrics = make_wsgi_app(registry)
     fast = registry.exposition if isinstance(registry, LogtaildRegistry) else None
     cache = ScrapeCache(scrape_ttl, changes=changes)
     fallback_lock = threading.Lock()
 
-    def render(encoder: Callable[..., bytes]) -> Rendering | None:
+    def render(encoder: Callable[..., bytes], names: frozenset[str] | None = None) -> Rendering | None:
         assert fast is not None
-        chunks = fast(encoder)
+        chunks = fast(encoder, names)
         return None if chunks is None else Rendering.of(chunks)
 
     def scrape(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         rendering, content_type = None, ""
-        if fast is not None and "name[]" not in parse_qs(environ.get("QUERY_STRING", "")):
+        names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]")
+        if fast is not None and names is not None:  # prometheus-client's text or OpenMetrics, never protobuf
+            encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+            wanted = frozenset(names)
+            rendering = cache.get((content_type, tuple(sorted(wanted))), lambda: render(encoder, wanted))
+        elif fast is not None:
             accept = environ.get("HTTP_ACCEPT", "")
             if wants_protobuf(accept):
                 assert isinstance(registry, LogtaildRegistry)  # as `fast` is set

@@ -21,7 +21,7 @@ from prometheus_client.utils import floatToGoString
 
 from logtaild.count import slots as layout
 from logtaild.export.collector import LogtaildCollector, LogtaildRegistry, build_registry
-from logtaild.export.exposition import CHUNK_PIECES, escape_value, label_string
+from logtaild.export.exposition import CHUNK_PIECES, HISTOGRAM, escape_value, label_string
 from logtaild.export.server import make_app, serve
 from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.tail.filestream import StreamStats
@@ -206,7 +206,7 @@ def _call(app: object, path: str = "/metrics", **environ: str) -> tuple[str, dic
 
 def _ours(body: bytes) -> bytes:
     """The exposition without process_* (its CPU seconds move between two calls)."""
-    return body[:body.index(b"# HELP process_")]
+    return body.partition(b"# HELP process_")[0]
 
 
 def test_plain_scrape_is_what_prometheus_client_serves() -> None:
@@ -301,8 +301,21 @@ def test_over_http_in_chunks() -> None:
 def test_filters_and_other_methods_still_go_to_prometheus_client() -> None:
     registry = build_registry(hostile)
     app = make_app(registry, {})
-    for query in ("name[]=logtaild_build_info", "name[]=logtaild_http_requests_total&x=1"):
-        assert _call(app, QUERY_STRING=query) == _call(make_wsgi_app(registry), QUERY_STRING=query)
+    queries = ["name[]=logtaild_build_info", "name[]=logtaild_http_requests_total&x=1",
+               f"name[]={HISTOGRAM}_count&name[]={HISTOGRAM}_bucket&name[]=logtaild_lines_read_total",
+               f"name[]={HISTOGRAM}_sum&name[]=nothing", "name[]=nothing"]
+    for query in queries:
+        for accept in ("", "application/openmetrics-text; version=1.0.0"):
+            ours = _call(app, QUERY_STRING=query, HTTP_ACCEPT=accept)
+            theirs = _call(make_wsgi_app(registry), QUERY_STRING=query, HTTP_ACCEPT=accept)
+            assert (ours[0], ours[1]["Content-Type"], _ours(ours[2])) == (
+                theirs[0], theirs[1]["Content-Type"], _ours(theirs[2])), query
+    body = _call(app, QUERY_STRING=queries[2])[2]
+    kinds = {line.split(b"{")[0] for line in body.splitlines() if not line.startswith(b"#")}
+    assert kinds == {f"{HISTOGRAM}_count".encode(), f"{HISTOGRAM}_bucket".encode(), b"logtaild_lines_read_total"}
+    _status, _headers, body = _call(app, QUERY_STRING="name[]=logtaild_http_requests_total&name[]=process_open_fds")
+    names = {line.split(b"{")[0].split(b" ")[0] for line in body.splitlines() if not line.startswith(b"#")}
+    assert names == {b"logtaild_http_requests_total", b"process_open_fds"}, body[:500]
     status, headers, body = _call(app, REQUEST_METHOD="POST")
     assert status == "405 Method Not Allowed"
 
