@@ -145,6 +145,9 @@ class Aggregator:
             return core.counter("tsv", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
                                 native=self._native_args())
         spec = getattr(parser, "core_format", None)  # set by the formats the core has a scanner for
+        if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "json" and isinstance(spec[1], dict):
+            return core.counter("json", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled, program=spec[1],
+                                native=self._native_args())
         if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "program" and isinstance(spec[1], dict):
             return core.counter("program", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
                                 program=spec[1], upstream=has_upstream(parser), native=self._native_args())

@@ -24,7 +24,7 @@ ENV = "LOGTAILD_CORE"
 CHOICES = ("auto", "compiled", "python")
 #: the formats the compiled core has a scanner for ("program": an nginx or Apache format string, compiled
 #: by logformat.py into the scanner's ops)
-FORMATS = ("tsv", "combined", "program")
+FORMATS = ("tsv", "combined", "program", "json")
 
 
 class Counter(Protocol):
@@ -72,6 +72,12 @@ def counter(fmt: str, bounds_ms: Sequence[float], ids: bool, latency_scale: floa
     decide the route of a path (no configured rules), so paths that differ only in ids share a key."""
     if _CORE is None or compiled is False or fmt not in FORMATS:
         return None
+    if fmt == "json":
+        if program is None:
+            return None
+        made_json: Counter = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids, float(program["latency_scale"]),
+                                           program["keys"], native=native)
+        return made_json
     if fmt == "program":
         if program is None:
             return None
