@@ -794,6 +794,7 @@ static int load_json(Counter *self, PyObject *names, double lat_scale)
     }
     Py_DECREF(seq);
     self->json = (lj_spec){.names = self->json_names, .nnames = (size_t)n, .lat_scale = lat_scale};
+    lj_index(&self->json);
     return 0;
 }
 

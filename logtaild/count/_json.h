@@ -44,7 +44,16 @@ typedef struct {
     const lj_name *names;
     size_t nnames;
     double lat_scale;    /* the latency unit as a multiplier to ms */
+    uint32_t by_len[32]; /* the names whose length is this modulo 32 (lj_index): most keys are none */
 } lj_spec;
+
+/* Fill `by_len` once the names are set. */
+static void lj_index(lj_spec *spec)
+{
+    memset(spec->by_len, 0, sizeof spec->by_len);
+    for (size_t k = 0; k < spec->nnames && k < LJ_MAX_NAMES; k++)
+        spec->by_len[spec->names[k].len & 31] |= (uint32_t)1 << k;
+}
 
 typedef struct {
     int kind;            /* LJ_ABSENT, LJ_NULL, LJ_STRING, LJ_NUMBER or LJ_OTHER */
@@ -84,12 +93,26 @@ static size_t lj_utf8(const ls_uc *p, size_t n, size_t i)
     return need + 1;
 }
 
+/* 1 for the bytes a string holds as they are (ASCII from 0x20, but `"` and the backslash): the fast path */
+static const ls_uc lj_plain[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 /* A string at p[i] == '"': the index after its closing quote, 0 when it is not valid JSON. */
 static size_t lj_string(const ls_uc *p, size_t n, size_t i, int *escaped)
 {
     *escaped = 0;
     i++;
     while (i < n) {
+        while (i < n && lj_plain[p[i]]) i++;
+        if (i >= n) return 0;
         ls_uc c = p[i];
         if (c == '"') return i + 1;
         if (c == '\\') {
@@ -230,7 +253,8 @@ static size_t lj_read(const ls_uc *p, size_t n, size_t i, lj_value *v)
 static int lj_keep(const lj_spec *spec, const ls_uc *key, size_t len, const lj_value *v, lj_value *vals,
                    uint32_t *seen)
 {
-    for (size_t k = 0; k < spec->nnames; k++) {
+    for (uint32_t bits = spec->by_len[len & 31]; bits; bits &= bits - 1) {
+        int k = __builtin_ctz(bits);
         const lj_name *name = &spec->names[k];
         if (name->len != len || memcmp(name->name, key, len) != 0) continue;
         if (*seen & ((uint32_t)1 << k)) return 0;
