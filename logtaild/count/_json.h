@@ -63,11 +63,10 @@ typedef struct {
     int plain;           /* a string without escapes; a number that is a non-negative integer or decimal */
 } lj_value;
 
-static inline int lj_ws(ls_uc c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
+/* JSON's whitespace: space, tab, newline, carriage return (not the other bytes isspace() takes) */
 static size_t lj_skip_ws(const ls_uc *p, size_t n, size_t i)
 {
-    while (i < n && lj_ws(p[i])) i++;
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
     return i;
 }
 
@@ -256,7 +255,7 @@ static int lj_keep(const lj_spec *spec, const ls_uc *key, size_t len, const lj_v
     for (uint32_t bits = spec->by_len[len & 31]; bits; bits &= bits - 1) {
         int k = __builtin_ctz(bits);
         const lj_name *name = &spec->names[k];
-        if (name->len != len || memcmp(name->name, key, len) != 0) continue;
+        if (name->len != len || (len && name->name[0] != key[0]) || memcmp(name->name, key, len) != 0) continue;
         if (*seen & ((uint32_t)1 << k)) return 0;
         *seen |= (uint32_t)1 << k;
         lj_value *slot = &vals[name->role];
@@ -321,7 +320,10 @@ static int lj_latency(const lj_value *v, double scale, int *has, double *out)
 static int lj_scan(const ls_uc *p, size_t n, const lj_spec *spec, ls_uc *key, ls_line *out)
 {
     lj_value vals[LJ_ROLES];
-    for (int r = 0; r < LJ_ROLES; r++) vals[r] = (lj_value){.kind = LJ_ABSENT};
+    for (int r = 0; r < LJ_ROLES; r++) {  /* the other members are set with the kind */
+        vals[r].kind = LJ_ABSENT;
+        vals[r].len = 0;
+    }
     if (!lj_object(p, n, spec, vals)) return LS_OUT;
     size_t o = 0;
     for (int r = 0; r < LJ_KEYED; r++) {
