@@ -217,8 +217,8 @@ def test_past_the_table_bound_the_core_empties_itself_and_counts_the_same(fmt: s
     if fmt == "tsv":
         lines = [b"1\tGET /p%d HTTP/1.1\t200\t%d\t%d.5" % (i, i, i % 50) for i in range(n)]
     elif fmt == "json":
-        lines = [b'{"path": "/p%d", "method": "GET", "status": 200, "bytes": %d, "latency_ms": 0.%03d}' % (i, i, i % 1000)
-                 for i in range(n)]
+        lines = [b'{"path": "/p%d", "method": "GET", "status": 200, "bytes": %d, "latency_ms": 0.%03d}' % (
+            i, i, i % 1000) for i in range(n)]
     else:
         lines = [b'1 - - [10/Oct/2000:13:55:36 -0700] "GET /p%d HTTP/1.1" 200 %d "-" "ua" 0.%03d' % (i, i, i % 1000)
                  for i in range(n)]
@@ -394,15 +394,15 @@ json_string = st.one_of(
                      b"200", b"404", b"99", b"2000", b"512", b"007", b"1_0", b" 7", b"5.", b".5", b"0.004", b"nan",
                      b"inf", b"1e3", b"auth-service", b"users/%d"]),
     soup, st.builds(lambda p: b"/users/" + p, segment))
-json_number = st.sampled_from([b"200", b"404", b"500", b"200.0", b"2e2", b"2E+2", b"-1", b"-0", b"0", b"007", b"01",
-                               b"1e999", b"-1e999", b"9" * 25, b"9" * 70, b"1" * 5000, b"NaN", b"Infinity", b"-Infinity",
-                               b"0.5", b"11.855", b"1.5E+3", b"5.", b".5", b"+5", b"1.", b"-", b"512", b"99999999999999999",
-                               b"0.1234567890123456", b"123456789012345.6", b"1e-400"]) | st.integers(0, 10**7).map(
-                                   lambda n: b"%d" % n)
-json_scalar = st.one_of(json_string.map(lambda s: b'"' + s + b'"'), json_number,
-                        st.sampled_from([b"true", b"false", b"null", b"nul", b"True", b"{}", b"[]", b'{"a": [1, {"b": 2}]}',
-                                         b'[1, "x", null, [true]]', b"[1,]", b'{"a" 1}', b'{"a":1,}', b"[" * 70 + b"]" * 70,
-                                         b"[" * 2000 + b"]" * 2000, b'"unclosed', b"'x'"]))
+json_number = st.sampled_from([
+    b"200", b"404", b"500", b"200.0", b"2e2", b"2E+2", b"-1", b"-0", b"0", b"007", b"01", b"1e999", b"-1e999",
+    b"9" * 25, b"9" * 70, b"1" * 5000, b"NaN", b"Infinity", b"-Infinity", b"0.5", b"11.855", b"1.5E+3",
+    b"5.", b".5", b"+5", b"1.", b"-", b"512", b"99999999999999999", b"0.1234567890123456",
+    b"123456789012345.6", b"1e-400",
+]) | st.integers(0, 10**7).map(lambda n: b"%d" % n)
+json_scalar = st.one_of(json_string.map(lambda s: b'"' + s + b'"'), json_number, st.sampled_from([
+    b"true", b"false", b"null", b"nul", b"True", b"{}", b"[]", b'{"a": [1, {"b": 2}]}', b'[1, "x", null, [true]]',
+    b"[1,]", b'{"a" 1}', b'{"a":1,}', b"[" * 70 + b"]" * 70, b"[" * 2000 + b"]" * 2000, b'"unclosed', b"'x'"]))
 json_ws = st.sampled_from([b"", b" ", b"  ", b"\t", b"\r", b"\n", b"\x0b", b"\xc2\xa0"])
 
 
