@@ -63,12 +63,6 @@ typedef struct {
     int plain;           /* a string without escapes; a number that is a non-negative integer or decimal */
 } lj_value;
 
-/* JSON's whitespace: space, tab, newline, carriage return (not the other bytes isspace() takes) */
-static size_t lj_skip_ws(const ls_uc *p, size_t n, size_t i)
-{
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
-    return i;
-}
 
 /* The length of the valid UTF-8 sequence at p[i] (its lead byte >= 0x80), 0 when it is not one that
  * Python's strict decoder takes (overlong forms, surrogates, above U+10FFFF, truncated). */
@@ -92,10 +86,12 @@ static size_t lj_utf8(const ls_uc *p, size_t n, size_t i)
     return need + 1;
 }
 
-/* 1 for the bytes a string holds as they are (ASCII from 0x20, but `"` and the backslash): the fast path */
-static const ls_uc lj_plain[256] = {
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+/* Byte classes: LJ_PLAIN, a byte a string holds as it is (ASCII from 0x20, but `"` and the backslash);
+ * LJ_SPACE, JSON's whitespace (space, tab, newline, carriage return: not the other bytes isspace() takes). */
+enum { LJ_PLAIN = 1, LJ_SPACE = 2 };
+static const ls_uc lj_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    3, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -104,13 +100,19 @@ static const ls_uc lj_plain[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
+static size_t lj_skip_ws(const ls_uc *p, size_t n, size_t i)
+{
+    while (i < n && (lj_class[p[i]] & LJ_SPACE)) i++;
+    return i;
+}
+
 /* A string at p[i] == '"': the index after its closing quote, 0 when it is not valid JSON. */
 static size_t lj_string(const ls_uc *p, size_t n, size_t i, int *escaped)
 {
     *escaped = 0;
     i++;
     while (i < n) {
-        while (i < n && lj_plain[p[i]]) i++;
+        while (i < n && (lj_class[p[i]] & LJ_PLAIN)) i++;
         if (i >= n) return 0;
         ls_uc c = p[i];
         if (c == '"') return i + 1;
