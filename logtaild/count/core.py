@@ -2,9 +2,10 @@
 found) or the pure-Python path; the one importer of `_core`.
 
 The compiled core counts the lines whose raw key it has been told (a `Counter` per aggregator, for the
-formats it has a scanner for: tsv, the combined preset, and the nginx and Apache format strings whose
-fields it reads exactly as their regex does, all without label fields); every other line,
-and every decision, stays in Python (aggregate.py). The Python path is the reference the compiled core
+formats it has a scanner for: tsv, the combined preset, the nginx and Apache format strings whose
+fields it reads exactly as their regex does, and JSON objects (`_json.h`: plainly valid lines, keys
+without dots), all without label fields); every other line, and every decision, stays in Python
+(aggregate.py). The Python path is the reference the compiled core
 is tested against, and the fallback: where the extension was not built, logtaild says so in one warning
 line at start (`warn_if_fallback`) and `logtaild --version` names the core that runs.
 

@@ -7,6 +7,8 @@ rejects, and every format rejects a bad status or size for the same reason.
 
 - `tsv`: `ip<TAB>METHOD route<TAB>status<TAB>bytes[<TAB>latency_ms]` (`parse_tsv`, the fast path).
 - `json`: one object per line, our field names mapped onto the log's keys by the file's `fields`.
+  Without label, upstream or exemplar fields and dotted keys the parser names the keys for the compiled
+  core's JSON scanner (`core_format`, see _json.h), which counts the lines it reads as this parser does.
 
 The format strings (nginx, Apache, and the `combined` preset) are compiled in `logformat.py`;
 `parsers.make_parser` builds the parser of one followed file, whatever its format.
