@@ -521,6 +521,7 @@ def test_json_with_label_fields_or_dotted_keys_is_counted_by_python() -> None:
     assert getattr(make_json_parser(label_keys={"region": "region"}), "core_format", None) is None
     assert getattr(make_json_parser(upstream_key="upstream"), "core_format", None) is None
     assert getattr(make_json_parser({"route": "http.path"}), "core_format", None) is None
+    assert getattr(make_json_parser({"route": "\ud800"}), "core_format", None) is None  # no UTF-8 spelling
     assert getattr(make_json_parser(), "core_format", None) is not None
 
 
