@@ -2,7 +2,8 @@
 run.py) against the Python path on the same input.
 
 An input is a header byte (the format: tsv, combined, combined with a latency unit, an nginx
-log_format with upstream times; the route cap) and lines; the lines are fed
+log_format with upstream times; the route cap) and lines; lines that start with `{` are JSON instead
+(the header's low bit: the default keys, or remapped keys with a latency unit). The lines are fed
 in a few batches to two aggregators, one per core, whose slots, malformed reasons and routes must be
 identical (latency sums to the last bits). Run it through `python -m fuzz`, which sets LD_PRELOAD.
 """
@@ -27,25 +28,34 @@ if CORE_SO:
 with atheris.instrument_imports(include=["logtaild"]):
     from logtaild.count import core, slots
     from logtaild.count.aggregate import Aggregator
-    from logtaild.count.formats import parse_tsv
+    from logtaild.count.formats import Parser, make_json_parser, parse_tsv
     from logtaild.count.logformat import compile_format
     from logtaild.count.parsers import make_combined_parser
     from logtaild.count.routes import RouteLimiter
 
 BOUNDS_MS = [1.0, 5.0, 25.0, 100.0, 1000.0]
 SETUPS = [("tsv", None), ("combined", None), ("combined", "seconds"), ("nginx", None)]
+JSON_SETUPS = [("json", None), ("json", "seconds")]
 NGINX = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
          '"$http_user_agent" $request_time $upstream_response_time')
 
 
-#: one parser per setup: without label fields a parser keeps no state between lines
+#: one parser per setup: without label fields a parser keeps no state between lines (a JSON parser's
+#: `service` values are capped per parser: each aggregator gets its own, see _aggregator)
 PARSERS = {setup: parse_tsv if setup[0] == "tsv" else compile_format("nginx", NGINX) if setup[0] == "nginx"
            else make_combined_parser(setup[1]) for setup in SETUPS}
 
 
+def _json_parser(unit: str | None) -> Parser:
+    if unit is None:
+        return make_json_parser()
+    return make_json_parser({"route": "request", "status": "code", "bytes": "code", "latency": "t"}, unit)
+
+
 def _aggregator(fmt: str, unit: str | None, max_routes: int, rules: bool, compiled: bool | None) -> Aggregator:
     limiter = RouteLimiter(max_routes, [(r"^/r/[^/]+$", "/r/:x")] if rules else [], max_series=50)
-    return Aggregator(limiter, BOUNDS_MS, PARSERS[fmt, unit], compiled=compiled)
+    parser = _json_parser(unit) if fmt == "json" else PARSERS[fmt, unit]
+    return Aggregator(limiter, BOUNDS_MS, parser, compiled=compiled)
 
 
 def _same(fast: Aggregator, ref: Aggregator) -> None:
@@ -75,7 +85,7 @@ def test_one_input(data: bytes) -> None:
     if not data:
         return
     head = data[0]
-    fmt, unit = SETUPS[head & 3]
+    fmt, unit = JSON_SETUPS[head & 1] if data[1:2] == b"{" else SETUPS[head & 3]
     max_routes = (1, 3, 1000, 1000)[(head >> 2) & 3]
     rules = bool(head & 16)
     batch = 1 + (head >> 5)  # 1..8 lines a batch

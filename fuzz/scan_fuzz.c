@@ -1,4 +1,4 @@
-/* libFuzzer target for the compiled core's scanners (_scan.h), built with AddressSanitizer and UBSan by
+/* libFuzzer target for the compiled core's scanners (_scan.h, _json.h), built with AddressSanitizer and UBSan by
  * fuzz/run.py: every scanner on every input, each read checked to stay inside the line (ASan puts the
  * input in an exactly sized allocation), each span it returns checked to lie inside it. */
 #include <assert.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../logtaild/count/_scan.h"
+#include "../logtaild/count/_json.h"
 
 static void check_line(const ls_uc *p, size_t n, const ls_line *ln)
 {
@@ -42,6 +42,45 @@ static const ls_op nginx_ops[] = {
     LIT(" "), {LS_OP_LIST, 0, 0, NULL, 0}, LIT(" "), {LS_OP_TIME_LOCAL, 0, 0, NULL, 0}, LIT(" "),
     {LS_OP_APACHE_TIME, 0, 0, NULL, 0}, LIT(" "), {LS_OP_NONSPACE, 0, 0, NULL, 0},
 };
+
+/* formats.py's default JSON keys (role, rank, name), and a remapping where one key serves two roles */
+#define NAME(role, rank, s) {role, rank, (const ls_uc *)(s), sizeof(s) - 1}
+static const lj_name json_default[] = {
+    NAME(LJ_ROUTE, 0, "path"), NAME(LJ_ROUTE, 1, "route"), NAME(LJ_ROUTE, 2, "uri"), NAME(LJ_REQUEST, 0, "request"),
+    NAME(LJ_METHOD, 0, "method"), NAME(LJ_STATUS, 0, "status_code"), NAME(LJ_STATUS, 1, "status"),
+    NAME(LJ_SERVICE, 0, "service"), NAME(LJ_BYTES, 0, "bytes"), NAME(LJ_BYTES, 1, "body_bytes_sent"),
+    NAME(LJ_LATENCY, 0, "latency_ms"), NAME(LJ_LATENCY, 1, "duration_ms"),
+};
+static const lj_name json_remapped[] = {
+    NAME(LJ_ROUTE, 0, "request"), NAME(LJ_REQUEST, 0, "request"), NAME(LJ_STATUS, 0, "code"),
+    NAME(LJ_BYTES, 0, "code"), NAME(LJ_LATENCY, 0, "t"), NAME(LJ_SERVICE, 0, "\xc3\xa9"),
+};
+
+/* the JSON scanner: its key within LS_KEY_MAX and in the layout lj_fields reads back, its path key
+ * within LS_PATH_KEY_MAX, its values in range */
+static void check_json(const ls_uc *line, size_t n)
+{
+    static ls_uc key[LS_KEY_MAX], out[LS_PATH_KEY_MAX];
+    static lj_spec specs[2];
+    specs[0] = (lj_spec){json_default, sizeof json_default / sizeof json_default[0], 1.0, {0}};
+    specs[1] = (lj_spec){json_remapped, sizeof json_remapped / sizeof json_remapped[0], 1000.0, {0}};
+    for (int s = 0; s < 2; s++) {
+        lj_index(&specs[s]);
+        ls_line ln;
+        memset(&ln, 0, sizeof ln);
+        if (lj_scan(line, n, &specs[s], key, &ln) != LS_KEY) continue;
+        lj_field fields[LJ_KEYED];
+        assert(ln.key == key && ln.keylen <= LS_KEY_MAX && lj_fields(key, ln.keylen, fields));
+        if (ln.values_ok) {
+            assert(ln.size < ((uint64_t)1 << 63));
+            if (ln.has_lat) assert(ln.lat >= 0 && isfinite(ln.lat));
+        }
+        for (int ids = 0; ids <= 1; ids++) {
+            size_t outlen = 0;
+            if (lj_path_key(key, ln.keylen, ids, out, &outlen)) assert(outlen <= LS_PATH_KEY_MAX);
+        }
+    }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -83,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     assert(outlen <= LS_PATH_KEY_MAX);
             }
         }
+        check_json(line, n);
         (void)ls_siphash13(1, 2, line, n);
         free(line);
         if (!nl) break;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "_scan.h"
+#include "_json.h"
 
 #define COUNTER_ENTRIES 65536
 #define COUNTER_KEY_BYTES (4u << 20)
@@ -31,7 +32,7 @@
 #define BUCKETS_AT 3
 
 enum { KIND_RAW = 0, KIND_PATH = 1 };
-enum { FORMAT_TSV = 0, FORMAT_COMBINED = 1, FORMAT_PROGRAM = 2 };
+enum { FORMAT_TSV = 0, FORMAT_COMBINED = 1, FORMAT_PROGRAM = 2, FORMAT_JSON = 3 };
 
 static uint64_t hash_k0, hash_k1;
 
@@ -76,7 +77,9 @@ typedef struct {
     double lat_scale;
     ls_program program;  /* FORMAT_PROGRAM: the compiled format string */
     ls_op *ops;
-    PyObject *literals;  /* owns the literals' bytes the ops point into */
+    PyObject *literals;  /* owns the literals' bytes the ops point into (FORMAT_JSON: the key names') */
+    lj_spec json;        /* FORMAT_JSON: the configured keys (json_names) and the latency unit */
+    lj_name json_names[LJ_MAX_NAMES];
     int native;          /* the file has native histograms: bucket counts per slot and batch, see native_add */
     int nschema;         /* their schema, zero threshold and (schema > 0) native.mantissa_bounds */
     double nzero;
@@ -501,6 +504,7 @@ static int scan_one(Counter *self, const ls_uc *p, size_t n, ls_line *ln, ls_uc 
     switch (self->format) {
     case FORMAT_TSV: return ls_scan_tsv(p, n, ln);
     case FORMAT_COMBINED: return ls_scan_combined(p, n, self->lat_scale, ln);
+    case FORMAT_JSON: return lj_scan(p, n, &self->json, keybuf, ln);
     default: return ls_scan_program(p, n, &self->program, keybuf, ln);
     }
 }
@@ -524,6 +528,16 @@ static int split_key(Counter *self, const ls_uc *key, size_t len, size_t *req_le
     *st = sep + skip;
     *st_len = len - *req_len - skip;
     return 1;
+}
+
+/* The path key of a raw key (each format's layout), into `out` (LS_PATH_KEY_MAX bytes); 0 when it has none. */
+static int path_key_of(Counter *self, const ls_uc *key, size_t len, ls_uc *out, size_t *outlen)
+{
+    if (self->format == FORMAT_JSON) return lj_path_key(key, len, self->ids, out, outlen);
+    size_t rl, sl;
+    const ls_uc *st;
+    int from = split_key(self, key, len, &rl, &st, &sl);
+    return from && ls_path_key(key + (from == 2 ? 2 : 0), rl, st, sl, self->ids, out, outlen);
 }
 
 /* Counter.scan(lines, start) -> (index, raw key or None): counts from `start` to the first line it cannot
@@ -553,13 +567,9 @@ static PyObject *Counter_scan(Counter *self, PyObject *const *args, Py_ssize_t n
         entry *e = NULL;
         if (ln.values_ok) {
             e = lookup(self, KIND_RAW, ln.key, ln.keylen, key_hash(KIND_RAW, ln.key, ln.keylen));
-            if (e == NULL) {
-                size_t rl, sl, pklen;
-                const ls_uc *st;
-                int from = split_key(self, ln.key, ln.keylen, &rl, &st, &sl);
-                if (from && ls_path_key(ln.key + (from == 2 ? 2 : 0), rl, st, sl, self->ids, pathkey, &pklen))
-                    e = lookup(self, KIND_PATH, pathkey, pklen, key_hash(KIND_PATH, pathkey, pklen));
-            }
+            size_t pklen;
+            if (e == NULL && path_key_of(self, ln.key, ln.keylen, pathkey, &pklen))
+                e = lookup(self, KIND_PATH, pathkey, pklen, key_hash(KIND_PATH, pathkey, pklen));
         }
         if (e == NULL)
             return Py_BuildValue("(ny#)", i, (const char *)ln.key, (Py_ssize_t)ln.keylen);
@@ -587,8 +597,8 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
     if (len > LS_KEY_MAX) Py_RETURN_NONE;  /* not kept, as the Python caches keep no longer keys */
     size_t rl, sl;
     const ls_uc *st;
-    int from = split_key(self, key, len, &rl, &st, &sl);
-    if (!from) {
+    lj_field fields[LJ_KEYED];
+    if (self->format == FORMAT_JSON ? !lj_fields(key, len, fields) : !split_key(self, key, len, &rl, &st, &sl)) {
         PyErr_SetString(PyExc_ValueError, "not a raw key of this format");
         return NULL;
     }
@@ -600,7 +610,7 @@ static PyObject *Counter_bind(Counter *self, PyObject *const *args, Py_ssize_t n
         const ls_uc *k = key;
         size_t klen = len;
         if (kind == KIND_PATH) {
-            if (!ls_path_key(key + (from == 2 ? 2 : 0), rl, st, sl, self->ids, pathkey, &klen)) break;
+            if (!path_key_of(self, key, len, pathkey, &klen)) break;
             k = pathkey;
         }
         entry *e = lookup(self, kind, k, klen, key_hash(kind, k, klen));
@@ -754,6 +764,40 @@ static int load_program(Counter *self, PyObject *program)
     return 0;
 }
 
+/* FORMAT_JSON's keys as formats.py gives them: a sequence of (role, rank, name bytes). */
+static int load_json(Counter *self, PyObject *names, double lat_scale)
+{
+    PyObject *seq = PySequence_Fast(names, "json keys must be a sequence of (role, rank, name)");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    self->literals = PyList_New(0);
+    if (self->literals == NULL || n > LJ_MAX_NAMES) {
+        Py_DECREF(seq);
+        if (self->literals != NULL) PyErr_SetString(PyExc_ValueError, "too many json keys");
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        int role, rank;
+        PyObject *name;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, k), "iiS", &role, &rank, &name) ||
+            PyList_Append(self->literals, name) < 0) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (role < 0 || role >= LJ_ROLES || PyBytes_GET_SIZE(name) > LS_KEY_MAX) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "not a json key the scanner reads");
+            return -1;
+        }
+        self->json_names[k] = (lj_name){.role = role, .rank = rank, .name = (const ls_uc *)PyBytes_AS_STRING(name),
+                                        .len = (size_t)PyBytes_GET_SIZE(name)};
+    }
+    Py_DECREF(seq);
+    self->json = (lj_spec){.names = self->json_names, .nnames = (size_t)n, .lat_scale = lat_scale};
+    lj_index(&self->json);
+    return 0;
+}
+
 static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"format", "bounds_ms", "ids", "latency_scale", "program", "upstream_scale", "upstream",
@@ -804,6 +848,9 @@ static int Counter_init(Counter *self, PyObject *args, PyObject *kwds)
         self->program.up_scale = up_scale;
         self->program.upstream = upstream;
         self->program.unescape = unescape;
+    } else if (strcmp(format, "json") == 0) {
+        self->format = FORMAT_JSON;
+        if (load_json(self, program, lat_scale < 0 ? 1.0 : lat_scale) < 0) return -1;
     } else {
         PyErr_Format(PyExc_ValueError, "no compiled scanner for format %s", format);
         return -1;

@@ -10,8 +10,9 @@ malformed. Nothing here calls prometheus-client: export/ reads copies of the slo
 taken under the service's lock.
 
 The compiled core (core.py), where it runs and the format has a scanner in it (tsv, the combined
-preset), counts first: `_feed_compiled` lets it count every line whose raw key (or path key, ids
-replaced) it was told, and each line it stops at goes through the Python code below, which decides
+preset, the nginx and Apache format strings it reads, json), counts first: `_feed_compiled` lets it
+count every line whose raw key (or path key, ids replaced) it was told, and each line it stops at goes
+through the Python code below, which decides
 (normalization, caps, malformed reasons) and tells the core the slot it chose for that key (`bind`).
 The core adds its per-batch deltas into the same slot lists at the end of each `feed`, so the slots
 and their readers are the same with either core; `LOGTAILD_CORE=python` counts without it.
@@ -145,6 +146,9 @@ class Aggregator:
             return core.counter("tsv", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
                                 native=self._native_args())
         spec = getattr(parser, "core_format", None)  # set by the formats the core has a scanner for
+        if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "json" and isinstance(spec[1], dict):
+            return core.counter("json", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled, program=spec[1],
+                                native=self._native_args())
         if isinstance(spec, tuple) and len(spec) == 2 and spec[0] == "program" and isinstance(spec[1], dict):
             return core.counter("program", self.bounds_ms, self._ids_as_bytes, compiled=self._compiled,
                                 program=spec[1], upstream=has_upstream(parser), native=self._native_args())

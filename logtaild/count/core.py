@@ -2,9 +2,10 @@
 found) or the pure-Python path; the one importer of `_core`.
 
 The compiled core counts the lines whose raw key it has been told (a `Counter` per aggregator, for the
-formats it has a scanner for: tsv, the combined preset, and the nginx and Apache format strings whose
-fields it reads exactly as their regex does, all without label fields); every other line,
-and every decision, stays in Python (aggregate.py). The Python path is the reference the compiled core
+formats it has a scanner for: tsv, the combined preset, the nginx and Apache format strings whose
+fields it reads exactly as their regex does, and JSON objects (`_json.h`: plainly valid lines, keys
+without dots), all without label fields); every other line, and every decision, stays in Python
+(aggregate.py). The Python path is the reference the compiled core
 is tested against, and the fallback: where the extension was not built, logtaild says so in one warning
 line at start (`warn_if_fallback`) and `logtaild --version` names the core that runs.
 
@@ -24,7 +25,7 @@ ENV = "LOGTAILD_CORE"
 CHOICES = ("auto", "compiled", "python")
 #: the formats the compiled core has a scanner for ("program": an nginx or Apache format string, compiled
 #: by logformat.py into the scanner's ops)
-FORMATS = ("tsv", "combined", "program")
+FORMATS = ("tsv", "combined", "program", "json")
 
 
 class Counter(Protocol):
@@ -72,6 +73,12 @@ def counter(fmt: str, bounds_ms: Sequence[float], ids: bool, latency_scale: floa
     decide the route of a path (no configured rules), so paths that differ only in ids share a key."""
     if _CORE is None or compiled is False or fmt not in FORMATS:
         return None
+    if fmt == "json":
+        if program is None:
+            return None
+        made_json: Counter = _CORE.Counter(fmt, [float(b) for b in bounds_ms], ids, float(program["latency_scale"]),
+                                           program["keys"], native=native)
+        return made_json
     if fmt == "program":
         if program is None:
             return None

@@ -7,6 +7,8 @@ rejects, and every format rejects a bad status or size for the same reason.
 
 - `tsv`: `ip<TAB>METHOD route<TAB>status<TAB>bytes[<TAB>latency_ms]` (`parse_tsv`, the fast path).
 - `json`: one object per line, our field names mapped onto the log's keys by the file's `fields`.
+  Without label, upstream or exemplar fields and dotted keys the parser names the keys for the compiled
+  core's JSON scanner (`core_format`, see _json.h), which counts the lines it reads as this parser does.
 
 The format strings (nginx, Apache, and the `combined` preset) are compiled in `logformat.py`;
 `parsers.make_parser` builds the parser of one followed file, whatever its format.
@@ -392,9 +394,32 @@ def make_json_parser(fields: Mapping[str, str] | None = None, latency_unit: str 
             exemplar = trace_id(raw_id.encode("ascii", "replace")) if isinstance(raw_id, str) else None
         return AccessRecord(route, method, status, size, latency, labels, upstream, exemplar)
 
+    if not label_keys and not upstream_key and not exemplar_key:
+        names = _core_keys(keys)
+        if names is not None:  # the compiled core's scanner for these keys (see _json.h)
+            setattr(parse_json, "core_format", ("json", {"keys": names, "latency_scale": scale}))  # noqa: B010
     setattr(parse_json, "has_upstream", bool(upstream_key))  # noqa: B010 (read by the aggregator)
     setattr(parse_json, "label_cap", cap)  # noqa: B010 (merged counts go through the same cap)
     return parse_json
+
+
+#: our field names -> the compiled JSON scanner's roles (_json.h's LJ_*), in the order of its raw key
+_CORE_ROLES = {"route": 0, "request": 1, "method": 2, "status": 3, "service": 4, "bytes": 5, "latency": 6}
+
+
+def _core_keys(keys: Mapping[str, tuple[str, ...]]) -> list[tuple[int, int, bytes]] | None:
+    """The keys as the compiled scanner looks them up: (role, rank in the role's lookup order, UTF-8
+    name); None when one is a dotted key (`_lookup` walks nested objects for it: Python reads those)."""
+    out: list[tuple[int, int, bytes]] = []
+    for name, role in _CORE_ROLES.items():
+        for rank, key in enumerate(keys[name]):
+            if "." in key:
+                return None
+            try:
+                out.append((role, rank, key.encode("utf-8")))
+            except UnicodeEncodeError:
+                return None
+    return out
 
 
 def _json_upstream(value: Any, scale: float) -> float | None:

@@ -208,21 +208,28 @@ def test_the_fixtures_as_tsv_are_malformed_the_same_way() -> None:
 
 
 @pytest.mark.parametrize("native", [False, True])
-@pytest.mark.parametrize("fmt", ["tsv", "combined"])
+@pytest.mark.parametrize("fmt", ["tsv", "combined", "json"])
 def test_past_the_table_bound_the_core_empties_itself_and_counts_the_same(fmt: str, native: bool) -> None:
+    from logtaild.count.formats import make_json_parser
+
     limits = core.limits()
     n = limits["max_entries"] + 5000  # raw keys are dropped first, then the path keys fill the table too
     if fmt == "tsv":
         lines = [b"1\tGET /p%d HTTP/1.1\t200\t%d\t%d.5" % (i, i, i % 50) for i in range(n)]
+    elif fmt == "json":
+        lines = [b'{"path": "/p%d", "method": "GET", "status": 200, "bytes": %d, "latency_ms": 0.%03d}' % (
+            i, i, i % 1000) for i in range(n)]
     else:
         lines = [b'1 - - [10/Oct/2000:13:55:36 -0700] "GET /p%d HTTP/1.1" 200 %d "-" "ua" 0.%03d' % (i, i, i % 1000)
                  for i in range(n)]
     if native:
         from logtaild.count.native import NativeSpec
 
-        parser = parse_tsv if fmt == "tsv" else make_combined_parser("seconds")
+        parser = parse_tsv if fmt == "tsv" else make_json_parser() if fmt == "json" else make_combined_parser("seconds")
         fast, ref = (Aggregator(RouteLimiter(1000), BOUNDS_MS, parser, native=NativeSpec(), compiled=c)
                      for c in (None, False))
+    elif fmt == "json":
+        fast, ref = _json_pair({}, 1000, 20_000, [])
     else:
         fast, ref = _pair(fmt, "seconds" if fmt == "combined" else None, 1000, 20_000, [])
     _feed((fast, ref), lines + lines, [4096] * 100)
@@ -345,7 +352,7 @@ def _native_of(slot: list[float]) -> tuple[object, object]:
     return (None, None) if detail is None else (detail.native, detail.upstream)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("which", ["tsv", "combined", "nginx"])
+@pytest.mark.parametrize("which", ["tsv", "combined", "nginx", "json"])
 @settings(max_examples=int(_EXAMPLES or 60), derandomize=not _EXAMPLES, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data(), sizes=st.lists(st.integers(1, 30), max_size=8),
@@ -360,6 +367,10 @@ def test_native_histograms_count_the_same(which: str, data: st.DataObject, sizes
         lines, parser = data.draw(tsv_lines()), lambda: parse_tsv
     elif which == "combined":
         lines, parser = data.draw(combined_lines()), lambda: make_combined_parser("seconds")
+    elif which == "json":
+        from logtaild.count.formats import make_json_parser
+
+        lines, parser = data.draw(json_lines()), lambda: make_json_parser(latency_unit="seconds")
     else:
         lines, parser = data.draw(format_lines(0)), lambda: compile_format(*FORMAT_STRINGS[0])
     fast, ref = (Aggregator(RouteLimiter(1000), BOUNDS_MS, parser(), native=native, compiled=c) for c in (None, False))
@@ -369,3 +380,183 @@ def test_native_histograms_count_the_same(which: str, data: st.DataObject, sizes
     for key, slot in fast.slots.items():
         assert _native_of(slot) == _native_of(ref.slots[key]), key
         assert slots.count(slot) == slots.count(ref.slots[key])
+
+
+# ---- json ------------------------------------------------------------------------------------------------
+
+JSON_KEYS = [b"path", b"route", b"uri", b"request", b"method", b"status_code", b"status", b"bytes", b"body_bytes_sent",
+             b"latency_ms", b"duration_ms", b"service", b"code", b"ip", b"ua", b"pa\\u0074h", b"st\\u0061tus", b""]
+json_string = st.one_of(
+    st.sampled_from([b"/users/12", b"/users/13?x=1", b"/a#f", b"/", b"", b"-", b"*", b"http://h/users/7", b"abc",
+                     b"GET /users/12 HTTP/1.1", b"GET /x", b"BREW /x", b"CONNECT h:443", b"GET  /x", b"/\\u0041",
+                     b"/a\\/1", b"\\\"", b"\\ud800", b"\\u00e9", b"\\x41", b"\\", b"\xc3\xa9t\xc3\xa9", b"\xff",
+                     b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"a\tb", b"a\x00b", b"\x7f", b"GET", b"get",
+                     b"200", b"404", b"99", b"2000", b"512", b"007", b"1_0", b" 7", b"5.", b".5", b"0.004", b"nan",
+                     b"inf", b"1e3", b"auth-service", b"users/%d"]),
+    soup, st.builds(lambda p: b"/users/" + p, segment))
+json_number = st.sampled_from([
+    b"200", b"404", b"500", b"200.0", b"2e2", b"2E+2", b"-1", b"-0", b"0", b"007", b"01", b"1e999", b"-1e999",
+    b"9" * 25, b"9" * 70, b"1" * 5000, b"NaN", b"Infinity", b"-Infinity", b"0.5", b"11.855", b"1.5E+3",
+    b"5.", b".5", b"+5", b"1.", b"-", b"512", b"99999999999999999", b"0.1234567890123456",
+    b"123456789012345.6", b"1e-400",
+]) | st.integers(0, 10**7).map(lambda n: b"%d" % n)
+json_scalar = st.one_of(json_string.map(lambda s: b'"' + s + b'"'), json_number, st.sampled_from([
+    b"true", b"false", b"null", b"nul", b"True", b"{}", b"[]", b'{"a": [1, {"b": 2}]}', b'[1, "x", null, [true]]',
+    b"[1,]", b'{"a" 1}', b'{"a":1,}', b"[" * 70 + b"]" * 70, b"[" * 2000 + b"]" * 2000, b'"unclosed', b"'x'"]))
+json_ws = st.sampled_from([b"", b" ", b"  ", b"\t", b"\r", b"\n", b"\x0b", b"\xc2\xa0"])
+
+
+@st.composite
+def json_object(draw: st.DrawFn, good: bool) -> bytes:
+    if good:  # the shape of real telemetry, so the table is hit with good and bad values
+        fields = [(b"path", draw(st.sampled_from([b'"/users/%d"' % n for n in range(4)] + [b'"/a?x=1"', b'"/b"']))),
+                  (b"method", draw(st.sampled_from([b'"GET"', b'"POST"']))),
+                  (b"status", draw(st.sampled_from([b"200", b"404", b'"200"']))),
+                  (b"bytes", draw(st.sampled_from([b"512", b"0", b'"-"', b"null"]) | json_number)),
+                  (b"latency_ms", draw(st.sampled_from([b"11.855", b"0", b"350", b'"1.5"', b"null"]) | json_number))]
+        if draw(st.booleans()):
+            fields.append((b"service", draw(st.sampled_from([b'"auth"', b'"api"', b'""', b"7", b"null"]))))
+        fields = draw(st.permutations(fields))
+    else:
+        fields = draw(st.lists(st.tuples(st.sampled_from(JSON_KEYS), json_scalar), max_size=8))
+    ws = draw(json_ws)
+    body = (b"," + ws).join(b'"%s"%s:%s%s' % (k, draw(json_ws), draw(json_ws), v) for k, v in fields)
+    return draw(st.sampled_from([b"", b" ", b"\xef\xbb\xbf", b"\t"])) + b"{" + ws + body + ws + b"}" + draw(
+        st.sampled_from([b"", b"", b" ", b"\r", b" x", b"}", b",", b"\x00"]))
+
+
+@st.composite
+def json_lines(draw: st.DrawFn) -> list[bytes]:
+    good, odd = json_object(True), json_object(False)
+    cut = st.tuples(odd | good, st.integers(0, 200)).map(lambda pair: pair[0][:pair[1]])  # truncated lines
+    other = st.one_of(st.binary(max_size=60), soup, st.sampled_from([b"[1]", b"1", b'"x"', b"null", b"{}", b""]))
+    line = st.sampled_from(range(10)).flatmap(lambda k: good if k < 5 else odd if k < 8 else cut if k < 9 else other)
+    n = draw(st.integers(0, 60))
+    return draw(st.lists(line, min_size=n, max_size=n))
+
+
+JSON_OPTIONS = [
+    {},
+    {"latency_unit": "seconds"},
+    {"fields": {"route": "uri", "status": "code", "service": ""}, "latency_unit": "microseconds"},
+    {"fields": {"path": "request", "request": "request", "bytes": "status"}},
+]
+
+
+def _json_pair(options: dict[str, object], max_routes: int, max_series: int,
+               rules: list[tuple[str, str]]) -> tuple[Aggregator, Aggregator]:
+    from logtaild.count.formats import make_json_parser
+
+    def one(compiled: bool | None) -> Aggregator:
+        limiter = RouteLimiter(max_routes, rules, max_series=max_series)
+        return Aggregator(limiter, BOUNDS_MS, make_json_parser(**options), compiled=compiled)  # type: ignore[arg-type]
+
+    fast, ref = one(None), one(False)
+    assert fast.core_name == "compiled" and ref.core_name == "python"
+    return fast, ref
+
+
+@pytest.mark.parametrize("index", range(len(JSON_OPTIONS)))
+@SETTINGS
+@given(lines=json_lines(), sizes=st.lists(st.integers(1, 30), max_size=8), cap=caps)
+def test_json_the_compiled_core_counts_what_the_python_path_counts(
+        index: int, lines: list[bytes], sizes: list[int], cap: tuple[int, int, list[tuple[str, str]]]) -> None:
+    aggs = _json_pair(JSON_OPTIONS[index], *cap)
+    _feed(aggs, lines, sizes)
+    assert_same(*aggs)
+
+
+def _json_hostile() -> list[bytes]:
+    """Lines Python reads in its own way, each beside a plain one with the same fields (so the key is bound)."""
+    plain = b'{"path": "/users/1", "method": "GET", "status": 200, "bytes": 5, "latency_ms": 1.5}'
+    big = b"x" * (1 << 20)
+    return [
+        plain,
+        b'{"path": "/users/1", "method": "GET", "status": 200, "bytes": 5, "latency_ms": 1.5, "path": "/other"}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "status": 404, "bytes": 5}',
+        b'{"pa\\u0074h": "/x", "path": "/users/1", "method": "GET", "status": 200}',
+        b'{"path": "/users/\\u0031", "method": "GET", "status": 200}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "bytes": 1e2, "latency_ms": 1e1}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "latency_ms": NaN}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": NaN, "y": -Infinity}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": ' + b"1" * 5000 + b"}",
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": ' + b"[" * 100 + b"]" * 100 + b"}",
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": "' + big + b'"}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": [' + b"1," * (1 << 19) + b"1]}",
+        b'{"path": "/users/' + big + b'", "method": "GET", "status": 200}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": "\xff"}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": "\xed\xa0\x80"}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "x": "\\ud800"}',
+        b'\xef\xbb\xbf' + plain,
+        plain[:-1],
+        plain + b" {}",
+        b"[" + plain + b"]",
+        b'{"path": "/users/1", "method": "GET", "status": 200.0}',
+        b'{"path": "/users/1", "method": "GET", "status": "200", "bytes": "007", "latency_ms": "5."}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "bytes": -0, "latency_ms": -0.0}',
+        b'{"path": null, "request": "GET /users/2?q=1 HTTP/1.1", "status": 200}',
+        b'{"path": 7, "status": 200}',
+        b'{"path": "/users/1", "method": "GET", "status": true}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "service": false}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "service": 1.5e3}',
+        b'{"path": "/users/1", "method": "GET", "status": 200, "bytes": 5, "latency_ms": 1.5}\r',
+        b'\t{ "path" : "/users/1" ,\n"method":"GET","status":200 }\t',
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(JSON_OPTIONS)))
+def test_json_hostile_lines_count_the_same(index: int) -> None:
+    lines = _json_hostile()
+    fast, ref = _json_pair(JSON_OPTIONS[index], 1000, 20_000, [])
+    _feed((fast, ref), lines + lines[::-1] + lines, [1, 3, 7, 100])
+    assert_same(fast, ref)
+    if index == 0:
+        assert fast._core is not None and fast._core.stats()["counted"] >= 6  # the plain ones in C
+
+
+def test_json_with_label_fields_or_dotted_keys_is_counted_by_python() -> None:
+    from logtaild.count.formats import make_json_parser
+
+    assert getattr(make_json_parser(label_keys={"region": "region"}), "core_format", None) is None
+    assert getattr(make_json_parser(upstream_key="upstream"), "core_format", None) is None
+    assert getattr(make_json_parser({"route": "http.path"}), "core_format", None) is None
+    assert getattr(make_json_parser({"route": "\ud800"}), "core_format", None) is None  # no UTF-8 spelling
+    assert getattr(make_json_parser(), "core_format", None) is not None
+
+
+def _fixtures_as_json(ensure_ascii: bool) -> list[bytes]:
+    """The real-world fixtures as JSON telemetry (their requests, statuses, sizes), the odd lines as they are."""
+    import json
+    import re
+
+    shape = re.compile(rb'^(\S+) \S+ \S+ \[[^\]]*\] "((?:[^"\\]|\\.)*)" (\S+) (\S+)')
+    out = []
+    for line in _fixture_lines():
+        match = shape.match(line)
+        if match is None:
+            out.append(line)
+            continue
+        request, status, size = (group.decode("utf-8", "surrogateescape") for group in match.groups()[1:])
+        fields = {"ip": match.group(1).decode("latin-1"), "request": request,
+                  "status": int(status) if status.isdigit() else status, "bytes": int(size) if size.isdigit() else size}
+        try:
+            out.append(json.dumps(fields, ensure_ascii=ensure_ascii).encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            out.append(line)
+    return out
+
+
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_json_the_real_world_fixtures_count_the_same(ensure_ascii: bool) -> None:
+    lines = _fixtures_as_json(ensure_ascii)
+    fast, ref = _json_pair({}, 1000, 20_000, [])
+    _feed((fast, ref), lines + lines[::-1], [7, 100, 1000])
+    assert_same(fast, ref)
+    assert fast._core is not None and fast._core.stats()["counted"] > len(lines) // 2
+
+
+def test_json_the_fixtures_as_they_are_are_malformed_the_same_way() -> None:
+    fast, ref = _json_pair({}, 1000, 20_000, [])
+    _feed((fast, ref), _fixture_lines(), [50])
+    assert_same(fast, ref)
