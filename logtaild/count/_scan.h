@@ -83,6 +83,18 @@ static int ls_time(const ls_uc *p, size_t n, double *out)
     return 1;
 }
 
+/* A chunk's next line: the bytes from `at` up to the next newline, or up to `end` when none is left
+ * (a chunk handed to the core ends with a newline; an unterminated rest is read as a line, as Python's
+ * split reads it). Needs at <= end; returns the line's length, never reaching past `end`, and sets
+ * *next to where the following line starts (end once the last line is read). */
+static inline size_t ls_next_line(const ls_uc *base, size_t end, size_t at, size_t *next)
+{
+    const ls_uc *nl = memchr(base + at, '\n', end - at);
+    size_t len = nl ? (size_t)(nl - (base + at)) : end - at;
+    *next = nl ? at + len + 1 : end;
+    return len;
+}
+
 /* tsv: `ip<TAB>request<TAB>status<TAB>bytes[<TAB>latency_ms]`; the raw key is `request<TAB>status`. */
 static int ls_scan_tsv(const ls_uc *p, size_t n, ls_line *out)
 {
