@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 
 
-def _measured_env(env: dict[str, str]) -> dict[str, str]:
+def measured_env(env: dict[str, str]) -> dict[str, str]:
     """The environment of the measured processes: with bytecode caches, as an installed package has them
     (pip compiles a wheel's modules at install). Without them (PYTHONDONTWRITEBYTECODE, set in some
     shells and sandboxes) every run compiles logtaild's ~40 modules from source, about 0.2 s of each
@@ -32,7 +32,7 @@ class Context:
     quick: bool = False
     seed: int = 1
     rev: str | None = None
-    env: dict[str, str] = field(default_factory=lambda: _measured_env(dict(os.environ)))
+    env: dict[str, str] = field(default_factory=lambda: measured_env(dict(os.environ)))
     logtaild_src: str = ""
     started: float = field(default_factory=time.monotonic)
 
@@ -96,7 +96,7 @@ class Context:
 
     def warm_bytecode(self) -> None:
         """Compile the measured logtaild's modules (and its dependencies', on their first import) into the
-        bench's bytecode cache, so the first timed run does not pay for it (see `_measured_env`)."""
+        bench's bytecode cache, so the first timed run does not pay for it (see `measured_env`)."""
         package = str(Path(self.logtaild_src).parent) if self.logtaild_src else str(ROOT / "logtaild")
         subprocess.run([self.python, "-m", "compileall", "-q", package], capture_output=True, env=self.env,
                        cwd=self.out)
