@@ -5,10 +5,12 @@
  * Python chose for them. `scan(lines, start)` counts lines whose key the table knows into per-entry
  * deltas and stops at the first line it cannot count, returning its index and raw key (None when the
  * line is outside the scanner's exact subset): Python decides that line and `bind`s the key to the slot
- * it chose. `scan_chunk(data, start, end)` does the same on a read buffer of whole lines, without a
- * Python object per line: it returns the offset of the line it stopped at. `flush()` adds the deltas into the slot lists, so slots.py's layout and every reader of it
- * stay as they are. The table holds at most COUNTER_ENTRIES entries and COUNTER_KEY_BYTES key bytes; when
- * either is full it is flushed and emptied (the keys still in use come back through Python at once).
+ * it chose. `scan_chunk(data, start, end)` does the same on a read buffer of whole lines (the tailer's
+ * Chunk), without a Python object per line: it returns the offset of the line it stopped at and how many
+ * lines it counted. Both go through one per-line step, scan_step. `flush()` adds the deltas into the slot
+ * lists, so slots.py's layout and every reader of it stay as they are. The table holds at most
+ * COUNTER_ENTRIES entries and COUNTER_KEY_BYTES key bytes; when either is full it is flushed and emptied
+ * (the keys still in use come back through Python at once).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -557,7 +559,7 @@ static int scan_step(Counter *self, const ls_uc *p, size_t n, ls_uc *keybuf, ls_
         *keylen = ln.keylen;
         return 0;
     }
-    if (e->kind == KIND_PATH) self->path_hits++;  /* not learned as a raw key: see scan_step's comment */
+    if (e->kind == KIND_PATH) self->path_hits++;  /* not learned as a raw key: see above */
     return count_line(self, e, &ln) < 0 ? -1 : 1;
 }
 
@@ -947,7 +949,7 @@ static PyMethodDef Counter_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))Counter_scan, METH_FASTCALL,
      "scan(lines, start) -> (index, key): count from start to the first line the table cannot count"},
     {"scan_chunk", (PyCFunction)(void (*)(void))Counter_scan_chunk, METH_FASTCALL,
-     "scan_chunk(data, start, end) -> (offset, key, lines): count the lines of data[start:end] up to the first it cannot"},
+     "scan_chunk(data, start, end) -> (offset, key, lines): count data[start:end]'s lines up to one it cannot"},
     {"bind", (PyCFunction)(void (*)(void))Counter_bind, METH_FASTCALL,
      "bind(key, slot): count the lines of this raw key (and its path key) into slot"},
     {"flush", (PyCFunction)Counter_flush, METH_NOARGS, "add the pending deltas into the slot lists"},
