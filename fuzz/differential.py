@@ -5,7 +5,9 @@ An input is a header byte (the format: tsv, combined, combined with a latency un
 log_format with upstream times; the route cap) and lines; lines that start with `{` are JSON instead
 (the header's low bit: the default keys, or remapped keys with a latency unit). The lines are fed
 in a few batches to two aggregators, one per core, whose slots, malformed reasons and routes must be
-identical (latency sums to the last bits). Run it through `python -m fuzz`, which sets LD_PRELOAD.
+identical (latency sums to the last bits). A third aggregator, compiled, is fed the same batches as the
+tailer's Chunks (one buffer, lines and newlines: the core's scan_chunk), from a random offset of a
+buffer that starts with other bytes, and must count the same. Run it through `python -m fuzz`, which sets LD_PRELOAD.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ with atheris.instrument_imports(include=["logtaild"]):
     from logtaild.count.logformat import compile_format
     from logtaild.count.parsers import make_combined_parser
     from logtaild.count.routes import RouteLimiter
+    from logtaild.tail.filestream import Chunk
 
 BOUNDS_MS = [1.0, 5.0, 25.0, 100.0, 1000.0]
 SETUPS = [("tsv", None), ("combined", None), ("combined", "seconds"), ("nginx", None)]
@@ -92,11 +95,18 @@ def test_one_input(data: bytes) -> None:
     lines = data[1:].split(b"\n")
     fast = _aggregator(fmt, unit, max_routes, rules, None)
     ref = _aggregator(fmt, unit, max_routes, rules, False)
+    chunked = _aggregator(fmt, unit, max_routes, rules, None)
     assert fast.core_name == "compiled"
     for start in range(0, len(lines), batch):
         fast.feed(lines[start:start + batch])
         ref.feed(lines[start:start + batch])
+        lead = data[:head % 7]  # bytes before the span, as a buffer's earlier lines or a skipped line's rest
+        body = b"".join(line + b"\n" for line in lines[start:start + batch])
+        chunked.feed(Chunk(lead + body + data[:head % 5], len(lead), len(lead) + len(body)))
     _same(fast, ref)
+    _same(chunked, ref)
+    if chunked.lines != ref.lines:
+        raise AssertionError(f"lines: {chunked.lines} != {ref.lines}")
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 /* libFuzzer target for the compiled core's scanners (_scan.h, _json.h), built with AddressSanitizer and UBSan by
  * fuzz/run.py: every scanner on every input, each read checked to stay inside the line (ASan puts the
- * input in an exactly sized allocation), each span it returns checked to lie inside it. */
+ * input in an exactly sized allocation), each span it returns checked to lie inside it; and the input as
+ * one chunk, walked line by line as scan_chunk walks a read buffer (walk_chunk). */
 #include <assert.h>
 #include <math.h>
 #include <stdint.h>
@@ -82,8 +83,33 @@ static void check_json(const ls_uc *line, size_t n)
     }
 }
 
+/* The input as one chunk, in its own exact allocation, walked as scan_chunk walks a read buffer: every line
+ * inside [start, end), the lines and their newlines tiling the span, every scanner bounded by its line. */
+static void walk_chunk(const uint8_t *data, size_t size)
+{
+    ls_uc *chunk = malloc(size ? size : 1);
+    if (chunk == NULL) return;
+    memcpy(chunk, data, size);
+    size_t start = size ? data[0] % (size + 1) : 0, at = start, lines = 0;
+    while (at < size) {
+        size_t next, len = ls_next_line(chunk, size, at, &next);
+        assert(at + len <= size && next > at && next <= size);
+        assert(next == size || (next == at + len + 1 && chunk[at + len] == '\n'));
+        assert(memchr(chunk + at, '\n', len) == NULL);
+        ls_line ln;
+        memset(&ln, 0, sizeof ln);
+        if (ls_scan_tsv(chunk + at, len, &ln) == LS_KEY) check_line(chunk + at, len, &ln);
+        lines++;
+        at = next;
+    }
+    assert(at == size || start == size);
+    assert(lines <= size - start);
+    free(chunk);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    walk_chunk(data, size);
     static ls_uc key[2 + 2 * LS_KEY_MAX];
     const size_t nops[] = {20, sizeof nginx_ops / sizeof nginx_ops[0]};
     /* each input line in its own exact allocation, so a read past the line end is an ASan report */

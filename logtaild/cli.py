@@ -13,11 +13,9 @@ from typing import Any
 
 import click
 
-from logtaild import __version__
 from logtaild.config import FORMATS, REPORTS, Config, ConfigError, FileConfig, check, dump_yaml, load
 from logtaild.count import core
-from logtaild.export.server import ListenError
-from logtaild.export.webconfig import load_web_config
+from logtaild.export.errors import ListenError
 from logtaild.run import modes
 from logtaild.run.fileformats import check_formats
 
@@ -85,6 +83,17 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _version(ctx: click.Context, wanted: bool) -> None:
+    """`--version`: the version and the counting core. Our own option, not click.version_option, whose
+    message is built at import: the version is looked up only when asked (see logtaild/__init__.py)."""
+    if not wanted or ctx.resilient_parsing:
+        return
+    from logtaild import __version__
+
+    click.echo(f"logtaild, version {__version__} (counting core: {core.DESCRIPTION})")
+    ctx.exit()
+
+
 @click.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--file", "-f", multiple=True, metavar="PATH",
               help="Access log to follow; repeatable. Waited for if it does not exist. Its format is "
@@ -121,8 +130,8 @@ def _setup_logging(level: str) -> None:
                    "then exit 0 without counting.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-@click.version_option(__version__, "--version", prog_name="logtaild",
-                      message=f"%(prog)s, version %(version)s (counting core: {core.DESCRIPTION})")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _param, wanted: _version(ctx, wanted), help="Show the version and exit.")
 def command(**options: Any) -> None:
     """Follow a rotating web access log: a per-route/per-status QPS report on stdout every
     --interval seconds, and Prometheus metrics on /metrics."""
@@ -133,12 +142,16 @@ def command(**options: Any) -> None:
     if options.get("check_config"):
         config = check_formats(check(load(options["check_config"])))
         if config.web_config:
+            from logtaild.export.webconfig import load_web_config  # ssl and bcrypt: only when there is one
+
             load_web_config(config.web_config)  # certificates and hashes checked too
         click.echo(dump_yaml(config), nl=False)
         return
     if not options.get("once"):  # the web config checked before --detach forks: errors reach the terminal
         web_config = effective_config(options).web_config
         if web_config:
+            from logtaild.export.webconfig import load_web_config
+
             load_web_config(web_config)
     sys.exit(modes.run(options, effective_config))  # foreground, --detach, --once, cron (modes.py)
 

@@ -83,6 +83,18 @@ static int ls_time(const ls_uc *p, size_t n, double *out)
     return 1;
 }
 
+/* A chunk's next line: the bytes from `at` up to the next newline, or up to `end` when none is left
+ * (a chunk handed to the core ends with a newline; an unterminated rest is read as a line, as Python's
+ * split reads it). Needs at <= end; returns the line's length, never reaching past `end`, and sets
+ * *next to where the following line starts (end once the last line is read). */
+static inline size_t ls_next_line(const ls_uc *base, size_t end, size_t at, size_t *next)
+{
+    const ls_uc *nl = memchr(base + at, '\n', end - at);
+    size_t len = nl ? (size_t)(nl - (base + at)) : end - at;
+    *next = nl ? at + len + 1 : end;
+    return len;
+}
+
 /* tsv: `ip<TAB>request<TAB>status<TAB>bytes[<TAB>latency_ms]`; the raw key is `request<TAB>status`. */
 static int ls_scan_tsv(const ls_uc *p, size_t n, ls_line *out)
 {
@@ -318,8 +330,10 @@ static int ls_scan_program(const ls_uc *p, size_t n, const ls_program *prog, ls_
         const ls_op *op = &prog->ops[k];
         size_t s = i;
         switch (op->kind) {
-        case LS_OP_LITERAL:
-            if (n - i < op->len || memcmp(p + i, op->literal, op->len) != 0) return LS_OUT;
+        case LS_OP_LITERAL:  /* a few bytes (` - `, `" "`): a loop, where a memcmp call cost more */
+            if (n - i < op->len) return LS_OUT;
+            for (size_t j = 0; j < op->len; j++)
+                if (p[i + j] != op->literal[j]) return LS_OUT;
             i += op->len;
             continue;
         case LS_OP_CLIENT:  /* the one-token subset of the lenient client: the regex's only match */
@@ -407,24 +421,33 @@ static int ls_scan_program(const ls_uc *p, size_t n, const ls_program *prog, ls_
     return LS_KEY;
 }
 
+/* Branch-free byte classes for ls_is_id: an id's bytes are random digits and hex letters, on which a
+ * branch per byte (`||`, if/else) is mispredicted about every other byte. */
+static inline unsigned ls_digit_bit(ls_uc c) { return (unsigned)(c - '0') < 10u; }
+static inline unsigned ls_hex_bit(ls_uc c) { return ls_digit_bit(c) | ((unsigned)((c | 0x20) - 'a') < 6u); }
+
 /* One path segment (between slashes) that the built-in id patterns replace: digits, a UUID, or 16+ hex
  * characters with a digit among them (routes.py's _ID_SEGMENT). */
 static int ls_is_id(const ls_uc *s, size_t n)
 {
     if (n == 0) return 0;
-    int digits = 1, hex = 1, has_digit = 0;
+    unsigned digits = 1, hex = 1, has_digit = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!ls_digit(s[i])) digits = 0; else has_digit = 1;
-        if (!ls_hex(s[i])) hex = 0;
+        unsigned d = ls_digit_bit(s[i]);
+        digits &= d;
+        has_digit |= d;
+        hex &= ls_hex_bit(s[i]);
+        if (!(digits | hex) && n != 36) return 0;  /* neither all digits nor all hex: no id, unless a UUID */
     }
     if (digits) return 1;
     if (hex && n >= 16 && has_digit) return 1;
     if (n != 36) return 0;
+    unsigned ok = 1;
     for (size_t i = 0; i < 36; i++) {
-        int dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !ls_hex(s[i])) return 0;
+        unsigned dash = i == 8 || i == 13 || i == 18 || i == 23;
+        ok &= dash ? (unsigned)(s[i] == '-') : ls_hex_bit(s[i]);
     }
-    return 1;
+    return (int)ok;
 }
 
 /* The path key of a request and status: what decides a request's labels, as aggregate.py's _path_key:

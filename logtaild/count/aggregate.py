@@ -122,13 +122,24 @@ class Aggregator:
         self._compiled = compiled
         self._core = self._make_core(parser)
 
-    def feed(self, lines: list[bytes]) -> None:
-        """Count a batch of complete lines (without their newlines)."""
-        self.lines += len(lines)
+    def feed(self, lines: Sequence[bytes]) -> None:
+        """Count a batch of complete lines (without their newlines).
+
+        A batch with a `span` (the tailer's Chunk: a read buffer and the range of its whole lines, each
+        ending with a newline) goes to the compiled core as it is (`_feed_chunk`); any other path, and an
+        undecided format, takes the lines as a list.
+        """
         if self.exemplars:
             self.now = self._wall()
+        span: tuple[bytes, int, int] | None = getattr(lines, "span", None)
         if self._auto is not None and lines:
-            self._use(self._auto.choose(lines))
+            self._use(self._auto.choose(list(lines)))
+        if self._core is not None and span is not None:
+            self._feed_chunk(*span, self._core)  # counts self.lines as it scans
+            return
+        self.lines += len(lines)
+        if not isinstance(lines, list):
+            lines = list(lines)
         if self._core is not None:
             self._feed_compiled(lines, self._core)
         elif self._fast:
@@ -187,6 +198,37 @@ class Aggregator:
         finally:
             natives = counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
             if natives and self.native is not None:  # the native bucket counts of the lines it counted
+                self._add_natives(natives, self.native)
+
+    def _feed_chunk(self, data: bytes, start: int, end: int, counter: core.Counter) -> None:
+        """`_feed_compiled` on a buffer: the core counts the lines of data[start:end] it knows and stops at
+        the offset of a line it cannot count; only that line becomes a bytes object, decided here as in
+        `_feed_compiled`, and the scan goes on after its newline. `self.lines` grows by the lines each
+        scan walked (the core counts them) and by each line decided here, so a chunk is never counted
+        with a pass of its own."""
+        scan, find, at = counter.scan_chunk, data.find, start
+        tsv = self._fast
+        try:
+            while True:
+                at, key, walked = scan(data, at, end)
+                self.lines += walked
+                if at >= end:
+                    break
+                self.lines += 1
+                stop = find(b"\n", at, end)
+                if stop < 0:  # an unterminated last line: the core read it up to `end` too
+                    stop = end
+                line = data[at:stop]
+                if tsv:
+                    self._feed_tsv_miss(line)
+                else:
+                    slot = self._feed_one(line)
+                    if slot is not None and key is not None:
+                        counter.bind(key, slot)
+                at = stop + 1
+        finally:
+            natives = counter.flush()  # as in _feed_compiled: the deltas into the slots before any reader
+            if natives and self.native is not None:
                 self._add_natives(natives, self.native)
 
     @staticmethod

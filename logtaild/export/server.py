@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from logtaild import heap
 from logtaild.export import http
 from logtaild.export.collector import LogtaildRegistry
+from logtaild.export.errors import ListenError
 from logtaild.export.negotiation import CONTENT_TYPE as PROTOBUF
 from logtaild.export.negotiation import wants_protobuf
 from logtaild.export.promclient import CollectorRegistry, choose_encoder, gzip_accepted, make_wsgi_app
@@ -35,10 +36,6 @@ from logtaild.export.promclient import CollectorRegistry, choose_encoder, gzip_a
 Page = Callable[[], tuple[str, str, bytes]]  # -> (status line, content type, body)
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-class ListenError(Exception):
-    """The listen address cannot be bound (port in use, bad host)."""
 
 
 #: gzip level of the fast path: 1 compresses 5.3 MB of exposition (10,000 series) in 9 ms to 234 kB;

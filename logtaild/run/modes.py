@@ -6,6 +6,7 @@ the open-files limit (`raise_open_files_limit`) and caps glibc's malloc arenas (
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -93,6 +94,9 @@ def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> in
         options = {**options, "config": os.path.abspath(options["config"])}  # for SIGHUP, from cwd /
     config = load(options)
     check_flags(options, config)
+    # the start-up's objects (modules, classes, the config) live as long as the process: collections
+    # during a catch-up need not walk them again and again (1.7% -> 0.6% of a --once run on the bench log)
+    gc.freeze()
     if options.get("once"):
         return _cron(options, config) if config.state_file else Service(config, once=True).run()
     if not options.get("detach"):

@@ -9,15 +9,17 @@ still holds over the sum.
 from __future__ import annotations
 
 import copy
-import multiprocessing
 import os
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.parsers import AutoParser
 from logtaild.count.slots import Slot, SlotKey
 from logtaild.tail.filestream import read_range
+
+if TYPE_CHECKING:  # multiprocessing is imported when a worker starts: a one-core run never needs it
+    from multiprocessing.connection import Connection
 
 
 @dataclass
@@ -76,6 +78,8 @@ class RangeJob:
         parser = agg.parser.quiet() if isinstance(agg.parser, AutoParser) else agg.parser
         fresh = Aggregator(copy.deepcopy(agg.limiter), agg.bounds_ms, parser, native=agg.native,
                            exemplars=agg.exemplars)
+        import multiprocessing
+
         context = multiprocessing.get_context("fork")  # the child needs no pickling of the parser
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_count, args=(fresh, fd, start, end, max_line, send),

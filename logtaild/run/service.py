@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from logtaild import __version__
 from logtaild.config import Config, FileConfig, NativeHistogramsConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.labels import escape
@@ -33,12 +32,7 @@ from logtaild.count.native import NativeSpec
 from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, format_report
-from logtaild.export.collector import build_registry
-from logtaild.export.history import History
-from logtaild.export.server import make_app, serve
 from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
-from logtaild.export.status import StatusBoard
-from logtaild.export.webconfig import load_web_config, protect
 from logtaild.regex import FullMatch
 from logtaild.run.lifecycle import Lifecycle, Progress
 from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
@@ -48,7 +42,8 @@ from logtaild.tail.filestream import FileStream
 from logtaild.tail.position import Position
 from logtaild.tail.waker import Waker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the HTTP side is imported by `run` when it serves: `--once` never loads it
+    from logtaild.export.history import History
     from logtaild.run.push import Pusher
 
 log = logging.getLogger("logtaild")
@@ -290,6 +285,14 @@ class Service:
         if self.once:
             self.scan(initial=True)
             return self._run_once()
+        # the export stack (prometheus-client, cheroot, ssl: about a third of a second of start-up) only
+        # when serving, so a `--once` catch-up starts counting without it
+        from logtaild.export.collector import build_registry
+        from logtaild.export.history import History
+        from logtaild.export.server import make_app, serve
+        from logtaild.export.status import StatusBoard
+        from logtaild.export.webconfig import load_web_config, protect
+
         host, port = parse_listen(self.config.listen)
         registry = build_registry(self.snapshot)
         web = load_web_config(self.config.web_config) if self.config.web_config else None
@@ -584,6 +587,8 @@ class Service:
                     {key[0]: self._objective(source, key[0]) for key, _slot in slots},
                     tuple(sorted(source.config.label_fields)),
                 ))
+        from logtaild import __version__  # looked up once, on first use
+
         ck = self.checkpointer
         return Snapshot(files, __version__, ck.writes if ck else 0, ck.failures if ck else 0,
                         ck.last_write if ck else 0.0, ck.fallbacks if ck else 0, self.reloads, self.last_tick,

@@ -7,11 +7,13 @@ writer may still append to it for a moment) and the new file is read from its st
 identity with a size below our position is a truncation (copytruncate): read again from 0. A missing
 path keeps the old handle and is retried at every poll. Identity, never size, decides.
 
-Lines come out in batches (lists of bytes without their newlines); a trailing partial line is held
-until its newline arrives; a line longer than `max_line` is dropped, counted, and the stream resumes
-after its newline, so memory is bounded by `chunk + max_line` whatever the input. `poll()` is a
-generator the consumer may abandon after any batch: each batch is yielded only once its bookkeeping
-is done, so the next poll neither repeats nor skips anything.
+Lines come out in batches of bytes without their newlines: a `Chunk` (the read buffer and the span of
+its whole lines, split into a list only if someone asks: the compiled core counts the span itself) or,
+for the rare batch that must drop an over-long line or a last line left without a newline, a list. A
+trailing partial line is held until its newline arrives; a line longer than `max_line` is dropped,
+counted, and the stream resumes after its newline, so memory is bounded by `chunk + max_line` whatever
+the input. `poll()` is a generator the consumer may abandon after any batch: each batch is yielded only
+once its bookkeeping is done, so the next poll neither repeats nor skips anything.
 
 Positions (`Position`, position.py) are what checkpoints store: identity, a fingerprint of the first
 bytes, the offset after the last whole line handed out, and a hash of the bytes just before it.
@@ -31,8 +33,9 @@ import logging
 import os
 import stat as stat_mod
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from logtaild.tail.position import (
     FINGERPRINT_BYTES,
@@ -49,7 +52,75 @@ log = logging.getLogger("logtaild.filestream")
 
 TAIL_CHECK_BYTES = 64
 WARN_EVERY = 60.0
-Batch = list[bytes]
+
+
+class Chunk(Sequence[bytes]):
+    """The whole lines of one read: `data[start:end]`, each line ending with its newline, as a sequence of
+    the lines without their newlines.
+
+    `span` is what a consumer that scans buffers takes (the compiled core: no bytes object per line);
+    anything else (iteration, indexing, `len`, `==` with a list) sees the lines, split once on first use.
+    `len` counts the newlines, without splitting. The span never holds a line longer than the stream's
+    max_line (split_lines hands such a read out as a list, the long lines dropped).
+    """
+
+    __slots__ = ("data", "start", "end", "_count", "_lines")
+
+    def __init__(self, data: bytes, start: int, end: int) -> None:
+        self.data, self.start, self.end = data, start, end
+        self._count = -1
+        self._lines: list[bytes] | None = None
+
+    @property
+    def span(self) -> tuple[bytes, int, int]:
+        """(buffer, start, end): the lines' bytes, newlines included."""
+        return self.data, self.start, self.end
+
+    def lines(self) -> list[bytes]:
+        """The lines as a list (made once)."""
+        if self._lines is None:
+            lines = self.data[self.start:self.end].split(b"\n")
+            lines.pop()  # the span ends with a newline: the split's last item is empty
+            self._lines = lines
+        return self._lines
+
+    def __bool__(self) -> bool:  # without counting: a span is never empty of lines unless it is empty
+        return self.end > self.start
+
+    def __len__(self) -> int:
+        if self._count < 0:
+            self._count = self.data.count(b"\n", self.start, self.end)
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[bytes]: ...
+    def __getitem__(self, index: int | slice) -> bytes | list[bytes]:
+        return self.lines()[index]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.lines())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Chunk):
+            return self.lines() == other.lines()
+        return isinstance(other, list) and self.lines() == other
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists, so unhashable like them
+
+    def __add__(self, other: Sequence[bytes]) -> list[bytes]:
+        return [*self.lines(), *other]
+
+    def __radd__(self, other: Sequence[bytes]) -> list[bytes]:
+        return [*other, *self.lines()]
+
+    def __repr__(self) -> str:
+        return f"Chunk({self.lines()!r})"
+
+
+#: a batch of whole lines: a Chunk, or a list (see the module's docstring)
+Batch = Sequence[bytes]
 
 
 @dataclass
@@ -145,7 +216,7 @@ class FileStream:
         *,
         from_start: bool = False,
         max_line: int = 65536,
-        chunk: int = 1 << 18,
+        chunk: int = 1 << 20,  # a catch-up's batch: the compiled core's per-batch flush costs per series, not per line
         drain_grace: float = 2.0,
         drain_max: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
@@ -696,49 +767,57 @@ class FileStream:
         self._cur = None
 
 
-def _may_hold_a_long_line(data: bytes, max_line: int) -> bool:
-    """False when no line of `data` can be longer than `max_line`: every aligned window of half that
-    size holds a newline (a longer line would contain a whole window). A few finds, not a pass over
+def _may_hold_a_long_line(data: bytes, max_line: int, start: int, end: int) -> bool:
+    """False when no line of `data[start:end]` can be longer than `max_line`: every aligned window of half
+    that size holds a newline (a longer line would contain a whole window). A few finds, not a pass over
     every line's length, for the common chunk of short lines."""
     window = max(1, max_line // 2)
-    return any(data.find(b"\n", start, start + window) < 0 for start in range(0, len(data) - window + 1, window))
+    return any(data.find(b"\n", at, at + window) < 0 for at in range(start, end - window + 1, window))
 
 
 def split_lines(handle: _Handle, data: bytes, max_line: int) -> tuple[Batch, int]:
     """Whole lines out of newly read `data`, and how many over-long lines were dropped.
 
-    Keeps the partial tail in `handle.partial`; advances `handle.consumed` past the whole lines.
+    Keeps the partial tail in `handle.partial`; advances `handle.consumed` past the whole lines. The
+    lines come as a Chunk of the buffer (no copy, no split), or as a list when the read may hold a line
+    longer than `max_line`, which is dropped.
     """
     cut = 0
     base = handle.pos - len(data) - len(handle.partial)
     if handle.partial:
         data = handle.partial + data
+    start = 0
     if handle.skipping:
         newline = data.find(b"\n")
         if newline < 0:
             handle.partial = b""
             return [], 0
         handle.skipping = False
-        base += newline + 1
-        data = data[newline + 1:]
-        handle.consumed = base
-    lines = data.split(b"\n")
-    handle.partial = lines.pop()
-    if lines:
-        handle.consumed = base + len(data) - len(handle.partial)
-    if len(handle.partial) > max_line:
+        start = newline + 1
+        handle.consumed = base + start
+    end = max(start, data.rfind(b"\n", start) + 1)  # just after the last newline (start: none)
+    if end > start:
+        handle.consumed = base + end
+    if len(data) - end > max_line:  # the partial line is already too long: dropped without a copy
         cut += 1
         handle.partial = b""
         handle.skipping = True
-    if lines and len(data) > max_line and _may_hold_a_long_line(data, max_line) and max(map(len, lines)) > max_line:
+    else:
+        handle.partial = data[end:] if end else data
+    if end == start:
+        return [], cut
+    if end - start > max_line and _may_hold_a_long_line(data, max_line, start, end):
+        lines = data[start:end - 1].split(b"\n")
         kept = [line for line in lines if len(line) <= max_line]
-        cut += len(lines) - len(kept)
-        lines = kept
-    return lines, cut
+        if len(kept) < len(lines):
+            return kept, cut + len(lines) - len(kept)
+    if 2 * (end - start) < len(data):  # a few lines and a long rest: the chunk keeps a copy, not the buffer
+        return Chunk(data[start:end], 0, end - start), cut
+    return Chunk(data, start, end), cut
 
 
 def read_range(fd: int, start: int, end: int, max_line: int,
-               chunk: int = 1 << 16) -> Iterator[tuple[Batch, int]]:
+               chunk: int = 1 << 20) -> Iterator[tuple[Batch, int]]:
     """(lines, lines cut) batches of the whole lines in [start, end) of an open file (pread only)."""
     handle = _Handle(fd, FileIdentity(0, 0), 0.0)
     handle.pos = handle.consumed = start

@@ -96,3 +96,24 @@ def test_only_core_imports_the_compiled_core() -> None:
             if any(name.endswith("_core") for name in names) or module.endswith("._core"):
                 importers.add(path)
     assert importers == {"logtaild/count/core.py"}
+
+
+def test_a_once_run_imports_no_export_stack(tmp_path: Path) -> None:
+    """`logtaild --once` counts and prints: the HTTP server, prometheus-client, the web config (ssl,
+    bcrypt), multiprocessing on one CPU and importlib.metadata are start-up it does not need."""
+    import subprocess
+
+    log = tmp_path / "a.tsv"
+    log.write_bytes(b"10.0.0.1\tGET / HTTP/1.1\t200\t1\t1.0\n")
+    code = ("import os, sys\nos.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "from logtaild.cli import main\n"
+            f"try:\n    main(['--file', {str(log)!r}, '--format', 'tsv', '--from-start', '--once'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('MODULES', *sorted(sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    loaded = {name for line in done.stdout.splitlines() if line.startswith("MODULES ") for name in line.split()[1:]}
+    assert "TOTAL" in done.stdout, done.stderr[-500:]
+    unwanted = {"prometheus_client", "cheroot", "ssl", "bcrypt", "multiprocessing", "importlib.metadata",
+                "logtaild.export.server", "logtaild.export.collector", "logtaild.export.status",
+                "logtaild.export.webconfig", "http.server"}
+    assert "logtaild.count.aggregate" in loaded and not loaded & unwanted

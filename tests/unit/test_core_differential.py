@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import parse_tsv
 from logtaild.count.parsers import make_combined_parser
 from logtaild.count.routes import RouteLimiter
+from logtaild.tail.filestream import Chunk, FileStream
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = [ROOT / "tests" / "fixtures", ROOT.parent / "shared" / "fixtures"]
@@ -560,3 +563,101 @@ def test_json_the_fixtures_as_they_are_are_malformed_the_same_way() -> None:
     fast, ref = _json_pair({}, 1000, 20_000, [])
     _feed((fast, ref), _fixture_lines(), [50])
     assert_same(fast, ref)
+
+
+# ---- whole chunks: the tailer's read buffers handed to the core (scan_chunk) ------------------------------
+
+def _three(fmt: str, cap: tuple[int, int, list[tuple[str, str]]]) -> tuple[Aggregator, Aggregator, Aggregator]:
+    """Compiled fed chunks, compiled fed lists, Python fed lists."""
+    from logtaild.count.formats import make_json_parser
+    from logtaild.count.logformat import compile_format
+
+    def one(compiled: bool | None) -> Aggregator:
+        parser = parse_tsv if fmt == "tsv" else make_combined_parser("seconds") if fmt == "combined" \
+            else make_json_parser() if fmt == "json" else compile_format(*FORMAT_STRINGS[0])
+        return Aggregator(RouteLimiter(cap[0], cap[2], max_series=cap[1]), BOUNDS_MS, parser, compiled=compiled)
+
+    aggs = one(None), one(None), one(False)
+    assert [a.core_name for a in aggs] == ["compiled", "compiled", "python"]
+    return aggs
+
+
+def _tailed(blob: bytes, chunk: int, max_line: int) -> tuple[list[Sequence[bytes]], int]:
+    """The batches a FileStream hands out for a file holding `blob`, read `chunk` bytes at a time."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "access.log"
+        path.write_bytes(blob)
+        stream = FileStream(str(path), from_start=True, chunk=chunk, max_line=max_line)
+        try:
+            return list(stream.poll()), stream.stats.lines_cut
+        finally:
+            stream.close()
+
+
+HUGE = [b"1\tGET /" + b"a" * 3000 + b" HTTP/1.1\t200\t1\t1.5",  # a raw key past the core's longest
+        b'1 - - [10/Oct/2000:13:55:36 -0700] "GET /' + b"b" * 3000 + b' HTTP/1.1" 200 1 "-" "ua" 0.5 0.4',
+        b"1\tGET /users/1 HTTP/1.1\t200\t" + b"7" * 5000,
+        b'{"path": "/' + b"c" * 3000 + b'", "method": "GET", "status": 200, "bytes": 1, "latency_ms": 2.5}', b""]
+
+
+@SETTINGS
+@given(data=st.data(), fmt=st.sampled_from(["tsv", "combined", "nginx", "json"]), chunk=st.integers(1, 400),
+       max_line=st.sampled_from([12, 60, 65536]), eol=st.sampled_from([b"\n", b"\r\n"]),
+       final_newline=st.booleans(), cap=caps)
+def test_chunks_from_the_tailer_count_what_lists_count(
+        data: st.DataObject, fmt: str, chunk: int, max_line: int, eol: bytes, final_newline: bool,
+        cap: tuple[int, int, list[tuple[str, str]]]) -> None:
+    """Lines split across reads, CRLF, empty lines, no final newline, lines past max_line and past the
+    core's longest key: the compiled core fed the tailer's chunks counts what it counts fed their lines,
+    and what the Python path counts, line for line."""
+    lines = data.draw(tsv_lines() if fmt == "tsv" else combined_lines() if fmt == "combined"
+                      else json_lines() if fmt == "json" else format_lines(0))
+    lines += data.draw(st.lists(st.sampled_from(HUGE), max_size=3))
+    lines = data.draw(st.permutations(lines))
+    blob = eol.join(lines) + (eol if final_newline and lines else b"")
+    batches, cut = _tailed(blob, chunk, max_line)
+    chunked, listed, ref = _three(fmt, cap)
+    for batch in batches:
+        chunked.feed(batch)
+        listed.feed(list(batch))
+        ref.feed(list(batch))
+    assert_same(chunked, ref)
+    assert_same(listed, ref)
+    whole = blob.split(b"\n")
+    unterminated = whole.pop()  # held by the stream as a partial line: never counted
+    assert chunked.lines + cut == len(whole) + (len(unterminated) > max_line)  # a long partial is cut too
+    assert sum(len(batch) for batch in batches) == chunked.lines
+
+
+def test_a_big_read_is_one_chunk_and_the_core_counts_it_without_lines() -> None:
+    lines = [b"10.0.0.%d\tGET /users/%d HTTP/1.1\t%d\t%d\t%d.5" % (i % 7, i % 50, 200 + i % 3, i, i % 90)
+             for i in range(20_000)]
+    batches, cut = _tailed(b"\n".join(lines) + b"\n", 1 << 20, 65536)
+    assert cut == 0 and all(isinstance(batch, Chunk) for batch in batches)
+    chunked, _listed, ref = _three("tsv", (1000, 20_000, []))
+    for batch in batches:
+        chunked.feed(batch)
+    ref.feed(lines)
+    assert_same(chunked, ref)
+    assert chunked._core is not None and chunked._core.stats()["counted"] > 19_000
+
+
+def test_scan_chunk_stays_inside_its_span() -> None:
+    counter = core.counter("tsv", BOUNDS_MS, True)
+    assert counter is not None
+    line = b"1\tGET / HTTP/1.1\t200\t5\t1.5\n"
+    assert counter.scan_chunk(line, 0, len(line)) == (0, b"GET / HTTP/1.1\t200", 0)  # unknown: stops at once
+    slot = slots.new_slot(BOUNDS_MS)
+    counter.bind(b"GET / HTTP/1.1\t200", slot)
+    blob = line * 3
+    assert counter.scan_chunk(blob, 0, 10**9) == (len(blob), None, 3)  # end clamped to the buffer
+    assert counter.scan_chunk(blob, len(line), 2 * len(line)) == (2 * len(line), None, 1)
+    assert counter.scan_chunk(blob, -7, -1) == (len(blob), None, 3)  # a negative end is the buffer's end
+    assert counter.scan_chunk(blob, 50, 10) == (10, None, 0)  # start past end: nothing
+    assert counter.scan_chunk(line[:-1], 0, len(line) - 1) == (len(line) - 1, None, 1)  # no final newline
+    assert counter.scan_chunk(b"\n" + line, 0, len(line) + 1) == (0, None, 0)  # an empty line: Python decides
+    assert counter.scan_chunk(line.replace(b"\n", b"\r\n"), 0, len(line) + 1)[0] == 0  # `1.5\r`: Python's
+    counter.flush()
+    assert slots.count(slot) == 3 + 1 + 3 + 1
+    with pytest.raises(TypeError):
+        counter.scan_chunk(bytearray(line), 0, 1)  # type: ignore[arg-type]
