@@ -19,24 +19,16 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the extension's interface, from its stub (_core.pyi); at run time it is loaded by _load
+    from logtaild.count._core import Counter as Counter  # re-exported: aggregate.py annotates with it
 
 ENV = "LOGTAILD_CORE"
 CHOICES = ("auto", "compiled", "python")
 #: the formats the compiled core has a scanner for ("program": an nginx or Apache format string, compiled
 #: by logformat.py into the scanner's ops)
 FORMATS = ("tsv", "combined", "program", "json")
-
-
-class Counter(Protocol):
-    """What aggregate.py uses of `_core.Counter` (see _core.c)."""
-
-    def scan(self, lines: list[bytes], start: int, /) -> tuple[int, bytes | None]: ...
-    def scan_chunk(self, data: bytes, start: int, end: int, /) -> tuple[int, bytes | None, int]: ...
-    def bind(self, key: bytes, slot: list[float], /) -> None: ...
-    def flush(self) -> list[tuple[list[Any], bool, dict[int, int], int]] | None: ...
-    def clear(self) -> None: ...
-    def stats(self) -> dict[str, int]: ...
 
 
 def _load() -> tuple[ModuleType | None, str, str]:
