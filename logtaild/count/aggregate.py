@@ -182,23 +182,31 @@ class Aggregator:
         the key the scanner read is bound to the slot the parser's record went to.
         """
         scan, n, i = counter.scan, len(lines), 0
-        tsv = self._fast
         try:
             while True:
                 i, key = scan(lines, i)
                 if i >= n:
                     break
-                if tsv:
-                    self._feed_tsv_miss(lines[i])
-                else:
-                    slot = self._feed_one(lines[i])
-                    if slot is not None and key is not None:
-                        counter.bind(key, slot)
+                self._decide(lines[i], key, counter)
                 i += 1
         finally:
-            natives = counter.flush()  # the batch's deltas into the slots before anyone (a snapshot) reads them
-            if natives and self.native is not None:  # the native bucket counts of the lines it counted
-                self._add_natives(natives, self.native)
+            self._flush_core(counter)
+
+    def _decide(self, line: bytes, key: bytes | None, counter: core.Counter) -> None:
+        """A line the core stopped at: Python's verdict, then the key bound (see `_feed_compiled`)."""
+        if self._fast:
+            self._feed_tsv_miss(line)
+            return
+        slot = self._feed_one(line)
+        if slot is not None and key is not None:
+            counter.bind(key, slot)
+
+    def _flush_core(self, counter: core.Counter) -> None:
+        """The batch's deltas into the slots, before anyone (a snapshot) reads them, and the native
+        bucket counts of the lines the core counted."""
+        natives = counter.flush()
+        if natives and self.native is not None:
+            self._add_natives(natives, self.native)
 
     def _feed_chunk(self, data: bytes, start: int, end: int, counter: core.Counter) -> None:
         """`_feed_compiled` on a buffer: the core counts the lines of data[start:end] it knows and stops at
@@ -207,7 +215,6 @@ class Aggregator:
         scan walked (the core counts them) and by each line decided here, so a chunk is never counted
         with a pass of its own."""
         scan, find, at = counter.scan_chunk, data.find, start
-        tsv = self._fast
         try:
             while True:
                 at, key, walked = scan(data, at, end)
@@ -218,18 +225,10 @@ class Aggregator:
                 stop = find(b"\n", at, end)
                 if stop < 0:  # an unterminated last line: the core read it up to `end` too
                     stop = end
-                line = data[at:stop]
-                if tsv:
-                    self._feed_tsv_miss(line)
-                else:
-                    slot = self._feed_one(line)
-                    if slot is not None and key is not None:
-                        counter.bind(key, slot)
+                self._decide(data[at:stop], key, counter)
                 at = stop + 1
         finally:
-            natives = counter.flush()  # as in _feed_compiled: the deltas into the slots before any reader
-            if natives and self.native is not None:
-                self._add_natives(natives, self.native)
+            self._flush_core(counter)
 
     @staticmethod
     def _add_natives(natives: list[tuple[Slot, bool, dict[int, int], int]], spec: NativeSpec) -> None:
