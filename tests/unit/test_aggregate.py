@@ -10,6 +10,7 @@ from logtaild.count.aggregate import Aggregator
 from logtaild.count.formats import REASONS, ParseError, parse_tsv
 from logtaild.count.record import AccessRecord
 from logtaild.count.routes import OVERFLOW_ROUTE, RouteLimiter
+from logtaild.tail.filestream import Chunk
 
 BOUNDS_MS = [5.0, 10.0, 25.0, 100.0, 500.0, 1000.0]
 RULES = [(r"^/blog/.+", "/blog/*")]
@@ -194,6 +195,23 @@ def test_with_the_compiled_core_python_keeps_no_copy_of_its_keys() -> None:
     assert agg._cache == {} and agg._old == {} and agg._paths == {}
     assert agg.counts_by_route_status() == {("/a", "200"): 100, ("/users/:id", "200"): 50}
     assert agg._core is not None and agg._core.stats()["entries"] > 0
+
+
+@pytest.mark.skipif(not core.available(), reason="needs the compiled core")
+def test_the_core_adds_its_counts_when_the_slots_are_read_not_per_batch() -> None:
+    """A busy file is read in many batches between two scrapes: the core's deltas go into the slots
+    when they are read (`slots`, `snapshot`, a report's counts), and every read sees every line fed."""
+    agg = make()
+    data = b"".join(b"1\tGET /users/%d\t200\t3\t1.5\n" % i for i in range(10))
+    agg.feed(Chunk(data, 0, len(data)))
+    agg.feed(Chunk(data, 0, len(data)))
+    key = ("/users/:id", "GET", "200", ())
+    # the first batch was decided in Python (RULES: no path keys), the second is still in the core
+    assert slots.count(agg._slots[key]) == 10 and agg._core is not None and agg._core.stats()["counted"] == 10
+    assert agg.counts_by_route_status() == {("/users/:id", "200"): 20}
+    agg.feed(Chunk(data, 0, len(data)))
+    assert dict(agg.snapshot())[key] == [30, 90, 45.0, 30, 0, 0, 0, 0, 0, 0]
+    assert agg.slots[key] == [30, 90, 45.0, 30, 0, 0, 0, 0, 0, 0]
 
 
 def test_ids_share_one_path_cache_entry_without_a_parse() -> None:
