@@ -99,6 +99,15 @@ static void walk_chunk(const uint8_t *data, size_t size)
         ls_line ln;
         memset(&ln, 0, sizeof ln);
         if (ls_scan_tsv(chunk + at, len, &ln) == LS_KEY) check_line(chunk + at, len, &ln);
+        /* scan_chunk's tsv split: the same line end as ls_next_line, the same tabs as the split of the line */
+        ls_tabs by_chunk, by_line;
+        assert(ls_tsv_split(chunk + at, size - at, 1, &by_chunk) == len);
+        ls_tsv_split(chunk + at, len, 0, &by_line);
+        assert(by_chunk.n == by_line.n);
+        for (int t = 0; t < by_line.n && t < 5; t++) assert(by_chunk.at[t] == by_line.at[t] && chunk[at + by_line.at[t]] == '\t');
+        size_t tabs = 0;
+        for (size_t i = 0; i < len; i++) tabs += chunk[at + i] == '\t';
+        assert((size_t)by_line.n == tabs);
         lines++;
         at = next;
     }

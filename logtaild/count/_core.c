@@ -502,10 +502,11 @@ static int count_line(Counter *self, entry *en, const ls_line *ln)
     return 0;
 }
 
-static int scan_one(Counter *self, const ls_uc *p, size_t n, ls_line *ln, ls_uc *keybuf)
+/* `tabs`: a tsv line's tabs, found as scan_chunk split the line (NULL: a line Python split). */
+static int scan_one(Counter *self, const ls_uc *p, size_t n, const ls_tabs *tabs, ls_line *ln, ls_uc *keybuf)
 {
     switch (self->format) {
-    case FORMAT_TSV: return ls_scan_tsv(p, n, ln);
+    case FORMAT_TSV: return tabs ? ls_scan_tsv_tabs(p, n, tabs, ln) : ls_scan_tsv(p, n, ln);
     case FORMAT_COMBINED: return ls_scan_combined(p, n, self->lat_scale, ln);
     case FORMAT_JSON: return lj_scan(p, n, &self->json, keybuf, ln);
     default: return ls_scan_program(p, n, &self->program, keybuf, ln);
@@ -550,13 +551,13 @@ static int path_key_of(Counter *self, const ls_uc *key, size_t len, ls_uc *out, 
  * `scan` and `scan_chunk`: a format's scanner is chosen in scan_one. A raw key found through its path key
  * is not learned: on the bench log (520k distinct raw keys in 5M lines) learning them cost more (inserts,
  * evictions, a table past the caches) than the id normalization it saves. */
-static int scan_step(Counter *self, const ls_uc *p, size_t n, ls_uc *keybuf, ls_uc *pathkey, const ls_uc **key,
-                     size_t *keylen)
+static int scan_step(Counter *self, const ls_uc *p, size_t n, const ls_tabs *tabs, ls_uc *keybuf, ls_uc *pathkey,
+                     const ls_uc **key, size_t *keylen)
 {
     ls_line ln;
     memset(&ln, 0, sizeof ln);
     *key = NULL;
-    if (scan_one(self, p, n, &ln, keybuf) != LS_KEY) return 0;
+    if (scan_one(self, p, n, tabs, &ln, keybuf) != LS_KEY) return 0;
     entry *e = NULL;
     if (ln.values_ok) {
         e = lookup(self, KIND_RAW, ln.key, ln.keylen, key_hash(KIND_RAW, ln.key, ln.keylen));
@@ -601,8 +602,8 @@ static PyObject *Counter_scan(Counter *self, PyObject *const *args, Py_ssize_t n
         }
         const ls_uc *key;
         size_t keylen = 0;
-        int rc = scan_step(self, (const ls_uc *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), keybuf,
-                           pathkey, &key, &keylen);
+        int rc = scan_step(self, (const ls_uc *)PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), NULL,
+                           keybuf, pathkey, &key, &keylen);
         if (rc < 0) return NULL;
         if (rc == 0) return stopped_at(i, key, keylen);
     }
@@ -631,11 +632,19 @@ static PyObject *Counter_scan_chunk(Counter *self, PyObject *const *args, Py_ssi
     ls_uc pathkey[LS_PATH_KEY_MAX], keybuf[2 + 2 * LS_KEY_MAX];
     size_t at = (size_t)start, stop = (size_t)end;
     Py_ssize_t counted = 0;
+    int tsv = self->format == FORMAT_TSV;
+    ls_tabs tabs;
     while (at < stop) {
-        size_t next, len = ls_next_line(base, stop, at, &next);
+        size_t next, len;
+        if (tsv) {  /* the line's end and its tabs in one pass */
+            len = ls_tsv_split(base + at, stop - at, 1, &tabs);
+            next = at + len < stop ? at + len + 1 : stop;
+        } else {
+            len = ls_next_line(base, stop, at, &next);
+        }
         const ls_uc *key;
         size_t keylen = 0;
-        int rc = scan_step(self, base + at, len, keybuf, pathkey, &key, &keylen);
+        int rc = scan_step(self, base + at, len, tsv ? &tabs : NULL, keybuf, pathkey, &key, &keylen);
         if (rc < 0) return NULL;
         if (rc == 0) {
             if (key == NULL) return Py_BuildValue("(nOn)", (Py_ssize_t)at, Py_None, counted);

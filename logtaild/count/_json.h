@@ -398,35 +398,21 @@ static void lj_put_field(lj_out *w, const lj_field *f, int empty_is_absent)
 }
 
 /* A route value that starts with '/' as route_of reads it (query and fragment cut), ids replaced as
- * ls_path_key replaces them when `ids`; its length first. */
+ * ls_path_key replaces them when `ids` (ls_route); its length first. */
 static void lj_put_route(lj_out *w, const ls_uc *t, size_t tlen, int ids)
 {
-    size_t plen = tlen;
-    for (size_t i = 0; i < tlen; i++) {
-        if (t[i] == '?' || t[i] == '#') { plen = i; break; }
+    if (!w->ok || w->cap - w->used < 2 || (w->cap - w->used - 2) / 2 < tlen) {  /* ls_route's room */
+        w->ok = 0;
+        return;
     }
-    size_t len_at = w->used;
-    lj_put(w, "\0\0", 2);
-    size_t start = w->used;
-    if (!ids) {
-        lj_put(w, t, plen);
-    } else {
-        size_t i = 0;
-        while (i < plen) {  /* at a '/': one segment up to the next '/' */
-            size_t j = i + 1;
-            while (j < plen && t[j] != '/') {
-                if (t[j] == '\n') { w->ok = 0; return; }  /* `$` matches before a final newline */
-                j++;
-            }
-            if (ls_is_id(t + i + 1, j - i - 1)) lj_put(w, "/:id", 4);
-            else lj_put(w, t + i, j - i);
-            i = j;
-        }
+    ptrdiff_t plen = ls_route(t, tlen, ids, w->buf + w->used + 2);
+    if (plen < 0 || plen > 0xffff) {
+        w->ok = 0;
+        return;
     }
-    size_t plen_out = w->used - start;
-    if (!w->ok || plen_out > 0xffff) { w->ok = 0; return; }
-    w->buf[len_at] = (ls_uc)(plen_out >> 8);
-    w->buf[len_at + 1] = (ls_uc)plen_out;
+    w->buf[w->used] = (ls_uc)(plen >> 8);
+    w->buf[w->used + 1] = (ls_uc)plen;
+    w->used += 2 + (size_t)plen;
 }
 
 /* The path key of a raw key: what decides its labels, as parse_json decides them. A string route

@@ -14,6 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef unsigned char ls_uc;
 
@@ -74,8 +77,10 @@ static const double ls_pow10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
 
 /* A time as float() reads it, in the subset `D+`, `D+.`, `D+.D+`, `.D+`: at most 15 significant digits
  * and 22 after the point. The mantissa (< 2**53) and 10**k are exact doubles, so their quotient is the
- * correctly rounded value of the decimal, which is what float() returns. */
-static int ls_time(const ls_uc *p, size_t n, double *out)
+ * correctly rounded value of the decimal, which is what float() returns. A time of at most 15 digits
+ * (every latency a server writes) is read in two tight loops; a longer one, whose leading zeros decide
+ * whether it has too many significant digits, digit by digit (ls_time_long). */
+static int ls_time_long(const ls_uc *p, size_t n, double *out)
 {
     uint64_t m = 0;
     int sig = 0, frac = 0, digits = 0, point = 0;
@@ -99,6 +104,26 @@ static int ls_time(const ls_uc *p, size_t n, double *out)
     return 1;
 }
 
+static int ls_time(const ls_uc *p, size_t n, double *out)
+{
+    if (n > 16) return ls_time_long(p, n, out);  /* more than 15 digits and a point */
+    uint64_t m = 0;
+    size_t i = 0;
+    for (; i < n && ls_digit(p[i]); i++) m = m * 10 + (uint64_t)(p[i] - '0');
+    size_t whole = i, frac = 0;
+    if (i < n) {
+        if (p[i] != '.') return 0;
+        size_t first = ++i;
+        for (; i < n && ls_digit(p[i]); i++) m = m * 10 + (uint64_t)(p[i] - '0');
+        if (i < n) return 0;
+        frac = i - first;
+    }
+    if (whole + frac == 0) return 0;
+    if (whole + frac > 15) return ls_time_long(p, n, out);  /* 16 digits: leading zeros decide */
+    *out = frac ? (double)m / ls_pow10[frac] : (double)m;
+    return 1;
+}
+
 /* A chunk's next line: the bytes from `at` up to the next newline, or up to `end` when none is left
  * (a chunk handed to the core ends with a newline; an unterminated rest is read as a line, as Python's
  * split reads it). Needs at <= end; returns the line's length, never reaching past `end`, and sets
@@ -111,20 +136,71 @@ static inline size_t ls_next_line(const ls_uc *base, size_t end, size_t at, size
     return len;
 }
 
-/* tsv: `ip<TAB>request<TAB>status<TAB>bytes[<TAB>latency_ms]`; the raw key is `request<TAB>status`. */
-static int ls_scan_tsv(const ls_uc *p, size_t n, ls_line *out)
+/* The tabs of a tsv line: where the first five are, and how many there are (more than four: too many). */
+typedef struct {
+    size_t at[5];
+    int n;
+} ls_tabs;
+
+static inline __attribute__((always_inline)) void ls_tab_at(ls_tabs *t, size_t i)
 {
-    size_t tab[5];
-    int tabs = 0;
-    const ls_uc *at = p, *end = p + n;
-    while (at < end) {  /* memchr: the line is scanned in words, and never past its end */
-        const ls_uc *t = memchr(at, '\t', (size_t)(end - at));
-        if (t == NULL) break;
-        if (tabs == 4) return LS_OUT;
-        tab[tabs++] = (size_t)(t - p);
-        at = t + 1;
+    if (t->n < 5) t->at[t->n] = i;
+    t->n++;
+}
+
+#if defined(__SSE2__)
+/* The tabs among a 16-byte block's `tabs` bits (block at i), up to its first newline bit when there is one;
+ * 1 when the line ends in the block (*len set). */
+static inline __attribute__((always_inline)) int ls_tab_block(ls_tabs *t, size_t i, unsigned tabs, unsigned nls, size_t *len)
+{
+    if (nls) tabs &= (nls & (0u - nls)) - 1u;  /* the tabs before the newline */
+    for (; tabs; tabs &= tabs - 1) ls_tab_at(t, i + (size_t)__builtin_ctz(tabs));
+    if (!nls) return 0;
+    *len = i + (size_t)__builtin_ctz(nls);
+    return 1;
+}
+#endif
+
+/* A tsv line's tabs and length: up to the first newline when `to_newline` (a chunk, whose lines the core
+ * splits itself), else the whole of `avail` (a line Python split). One pass, 16 bytes at a time with SSE2
+ * (every x86-64 has it): a line's six memchr calls cost more than reading it; the last block is the
+ * buffer's last 16 bytes, read again, so no load goes past `avail`. */
+static inline __attribute__((always_inline)) size_t ls_tsv_split(const ls_uc *p, size_t avail, int to_newline, ls_tabs *t)
+{
+    size_t i = 0, len = avail;
+    t->n = 0;
+#if defined(__SSE2__)
+    const __m128i tab = _mm_set1_epi8('\t'), nl = _mm_set1_epi8('\n');
+    for (; i + 16 <= avail; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+        unsigned tabs = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, tab));
+        unsigned nls = to_newline ? (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) : 0u;
+        if (ls_tab_block(t, i, tabs, nls, &len)) return len;
     }
-    if (tabs < 3) return LS_OUT;
+    if (i < avail && avail >= 16) {  /* the rest: the last 16 bytes, without the ones already read */
+        size_t last = avail - 16;
+        unsigned keep = ~0u << (i - last);
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + last));
+        unsigned tabs = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, tab)) & keep;
+        unsigned nls = to_newline ? (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) & keep : 0u;
+        ls_tab_block(t, last, tabs, nls, &len);
+        return len;
+    }
+#endif
+    for (; i < avail; i++) {
+        if (p[i] == '\t') ls_tab_at(t, i);
+        else if (p[i] == '\n' && to_newline) return i;
+    }
+    return len;
+}
+
+/* tsv: `ip<TAB>request<TAB>status<TAB>bytes[<TAB>latency_ms]`; the raw key is `request<TAB>status`. The
+ * line's tabs come from ls_tsv_split. */
+static int ls_scan_tsv_tabs(const ls_uc *p, size_t n, const ls_tabs *t, ls_line *out)
+{
+    if (t->n > 4 || t->n < 3) return LS_OUT;
+    const size_t *tab = t->at;
+    int tabs = t->n;
     out->key = p + tab[0] + 1;
     out->keylen = tab[2] - tab[0] - 1;
     if (out->keylen > LS_KEY_MAX) return LS_OUT;
@@ -134,6 +210,14 @@ static int ls_scan_tsv(const ls_uc *p, size_t n, ls_line *out)
     if (out->has_lat && out->values_ok)
         out->values_ok = ls_time(p + tab[3] + 1, n - tab[3] - 1, &out->lat);
     return LS_KEY;
+}
+
+/* tsv on a line Python split (no newline ends it). */
+static int ls_scan_tsv(const ls_uc *p, size_t n, ls_line *out)
+{
+    ls_tabs t;
+    ls_tsv_split(p, n, 0, &t);
+    return ls_scan_tsv_tabs(p, n, &t, out);
 }
 
 /* combined: `client ident user [time] "request" status bytes` and any trailing fields (referer, agent,
@@ -442,33 +526,74 @@ static int ls_scan_program(const ls_uc *p, size_t n, const ls_program *prog, ls_
     return LS_KEY;
 }
 
-/* Branch-free byte classes for ls_is_id: an id's bytes are random digits and hex letters, on which a
- * branch per byte (`||`, if/else) is mispredicted about every other byte. */
-static inline unsigned ls_digit_bit(ls_uc c) { return (unsigned)(c - '0') < 10u; }
-static inline unsigned ls_hex_bit(ls_uc c) { return ls_digit_bit(c) | ((unsigned)((c | 0x20) - 'a') < 6u); }
+/* Byte classes of a path: an id's bytes (digits, hex letters), and the bytes that end a segment ('/')
+ * or the path ('?', '#') or that send the line to Python ('\n'). One load a byte: an id's bytes are
+ * random digits and letters, on which a branch per byte (`||`, if/else) is mispredicted about every
+ * other byte. */
+enum { LS_P_DIGIT = 1, LS_P_HEX = 2, LS_P_SLASH = 4, LS_P_END = 8, LS_P_NL = 16 };
+#define LS_P_D (LS_P_DIGIT | LS_P_HEX)
+static const uint8_t ls_pclass[256] = {
+    ['0'] = LS_P_D, ['1'] = LS_P_D, ['2'] = LS_P_D, ['3'] = LS_P_D, ['4'] = LS_P_D,
+    ['5'] = LS_P_D, ['6'] = LS_P_D, ['7'] = LS_P_D, ['8'] = LS_P_D, ['9'] = LS_P_D,
+    ['a'] = LS_P_HEX, ['b'] = LS_P_HEX, ['c'] = LS_P_HEX, ['d'] = LS_P_HEX, ['e'] = LS_P_HEX, ['f'] = LS_P_HEX,
+    ['A'] = LS_P_HEX, ['B'] = LS_P_HEX, ['C'] = LS_P_HEX, ['D'] = LS_P_HEX, ['E'] = LS_P_HEX, ['F'] = LS_P_HEX,
+    ['/'] = LS_P_SLASH, ['?'] = LS_P_END, ['#'] = LS_P_END, ['\n'] = LS_P_NL,
+};
+#undef LS_P_D
 
-/* One path segment (between slashes) that the built-in id patterns replace: digits, a UUID, or 16+ hex
- * characters with a digit among them (routes.py's _ID_SEGMENT). */
-static int ls_is_id(const ls_uc *s, size_t n)
+/* A 36-byte segment in the UUID layout (8-4-4-4-12 hex digits). */
+static int ls_is_uuid(const ls_uc *s)
 {
-    if (n == 0) return 0;
-    unsigned digits = 1, hex = 1, has_digit = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned d = ls_digit_bit(s[i]);
-        digits &= d;
-        has_digit |= d;
-        hex &= ls_hex_bit(s[i]);
-        if (!(digits | hex) && n != 36) return 0;  /* neither all digits nor all hex: no id, unless a UUID */
-    }
-    if (digits) return 1;
-    if (hex && n >= 16 && has_digit) return 1;
-    if (n != 36) return 0;
     unsigned ok = 1;
     for (size_t i = 0; i < 36; i++) {
         unsigned dash = i == 8 || i == 13 || i == 18 || i == 23;
-        ok &= dash ? (unsigned)(s[i] == '-') : ls_hex_bit(s[i]);
+        ok &= dash ? (unsigned)(s[i] == '-') : (unsigned)(ls_pclass[s[i]] >> 1) & 1u;
     }
     return (int)ok;
+}
+
+/* The path of a request target as route_of reads it (query and fragment cut), each segment that the
+ * built-in id patterns replace (routes.py's _ID_SEGMENT: digits, a UUID, or 16+ hex characters with a
+ * digit among them) written as `/:id` when `ids` and the target starts with '/', into `out`, which has
+ * room for 2 * tlen bytes. Returns the path's length, or -1 when a segment holds a newline (`$` matches
+ * before a final newline: Python decides). One pass: each segment's classes are gathered as it is read,
+ * and the bytes between ids are copied in one piece. */
+static ptrdiff_t ls_route(const ls_uc *t, size_t tlen, int ids, ls_uc *out)
+{
+    if (!ids || tlen == 0 || t[0] != '/') {
+        size_t plen = tlen;
+        for (size_t i = 0; i < tlen; i++) {
+            if (t[i] == '?' || t[i] == '#') { plen = i; break; }
+        }
+        memcpy(out, t, plen);
+        return (ptrdiff_t)plen;
+    }
+    size_t o = 0, copied = 0, seg = 1, i = 1;
+    unsigned all = LS_P_DIGIT | LS_P_HEX, any = 0;  /* the classes every byte of the segment has; any has */
+    for (;; i++) {
+        unsigned c = i < tlen ? ls_pclass[t[i]] : LS_P_END;
+        if (c & (LS_P_SLASH | LS_P_END)) {
+            size_t n = i - seg;
+            if (n > 0 && ((all & LS_P_DIGIT) || ((all & LS_P_HEX) && n >= 16 && (any & LS_P_DIGIT)) ||
+                          (n == 36 && ls_is_uuid(t + seg)))) {
+                memcpy(out + o, t + copied, seg - 1 - copied);  /* up to the segment's '/' */
+                o += seg - 1 - copied;
+                memcpy(out + o, "/:id", 4);
+                o += 4;
+                copied = i;
+            }
+            if (c & LS_P_END) break;
+            seg = i + 1;
+            all = LS_P_DIGIT | LS_P_HEX;
+            any = 0;
+            continue;
+        }
+        if (c & LS_P_NL) return -1;
+        all &= c;
+        any |= c;
+    }
+    memcpy(out + o, t + copied, i - copied);
+    return (ptrdiff_t)(o + i - copied);
 }
 
 /* The path key of a request and status: what decides a request's labels, as aggregate.py's _path_key:
@@ -477,54 +602,27 @@ static int ls_is_id(const ls_uc *s, size_t n)
 static int ls_path_key(const ls_uc *req, size_t reqlen, const ls_uc *st, size_t stlen, int ids,
                        ls_uc *out, size_t *outlen)
 {
-    size_t sp1 = reqlen, sp2 = reqlen;
-    int spaces = 0;
-    for (size_t i = 0; i < reqlen; i++) {
-        if (req[i] == ' ') {
-            if (++spaces > 2) return 0;
-            if (spaces == 1) sp1 = i; else sp2 = i;
-        }
+    const ls_uc *s1 = memchr(req, ' ', reqlen);
+    if (s1 == NULL) return 0;
+    size_t sp1 = (size_t)(s1 - req), tlen = reqlen - sp1 - 1;
+    const ls_uc *target = s1 + 1, *s2 = memchr(target, ' ', tlen);
+    if (s2 != NULL) {
+        if (memchr(s2 + 1, ' ', (size_t)(req + reqlen - (s2 + 1))) != NULL) return 0;  /* a third word */
+        tlen = (size_t)(s2 - target);
     }
-    if (spaces == 0 || sp2 == sp1 + 1 || (spaces == 1 && sp1 + 1 == reqlen)) return 0;  /* empty target */
-    const ls_uc *target = req + sp1 + 1;
-    size_t tlen = (spaces == 2 ? sp2 : reqlen) - sp1 - 1, plen = tlen;
-    for (size_t i = 0; i < tlen; i++) {
-        if (target[i] == '?' || target[i] == '#') { plen = i; break; }
-    }
-    if (sp1 > LS_KEY_MAX || plen > LS_KEY_MAX || stlen > LS_KEY_MAX) return 0;
+    if (tlen == 0) return 0;  /* an empty target */
+    if (sp1 > LS_KEY_MAX || tlen > LS_KEY_MAX || stlen > LS_KEY_MAX || sp1 + 2 * tlen + stlen > 3 * LS_KEY_MAX)
+        return 0;  /* out has room for LS_PATH_KEY_MAX bytes */
     size_t o = 0;
     out[o++] = (ls_uc)(sp1 >> 8);
     out[o++] = (ls_uc)sp1;
     memcpy(out + o, req, sp1);
     o += sp1;
-    size_t len_at = o;
-    o += 2;
-    size_t path_start = o;
-    if (ids && plen > 0 && target[0] == '/') {
-        size_t i = 0;
-        while (i < plen) {  /* at a '/': one segment up to the next '/' */
-            size_t j = i + 1;
-            while (j < plen && target[j] != '/') {
-                if (target[j] == '\n') return 0;  /* `$` matches before a final newline: Python decides */
-                j++;
-            }
-            if (ls_is_id(target + i + 1, j - i - 1)) {
-                memcpy(out + o, "/:id", 4);
-                o += 4;
-            } else {
-                memcpy(out + o, target + i, j - i);
-                o += j - i;
-            }
-            i = j;
-        }
-    } else {
-        memcpy(out + o, target, plen);
-        o += plen;
-    }
-    size_t path_len = o - path_start;
-    if (path_len > 0xffff) return 0;
-    out[len_at] = (ls_uc)(path_len >> 8);
-    out[len_at + 1] = (ls_uc)path_len;
+    ptrdiff_t path_len = ls_route(target, tlen, ids, out + o + 2);
+    if (path_len < 0 || path_len > 0xffff) return 0;
+    out[o++] = (ls_uc)(path_len >> 8);
+    out[o++] = (ls_uc)path_len;
+    o += (size_t)path_len;
     memcpy(out + o, st, stlen);
     o += stlen;
     *outlen = o;
@@ -555,7 +653,17 @@ static uint64_t ls_siphash13(uint64_t k0, uint64_t k1, const ls_uc *in, size_t l
         LS_SIPROUND;
         v0 ^= m;
     }
-    for (size_t i = 0; i < len % 8; i++) b |= ((uint64_t)in[whole + i]) << (8 * i);
+    const ls_uc *t = in + whole;
+    switch (len % 8) {  /* the last bytes, little-endian, as the reference code loads them */
+    case 7: b |= ((uint64_t)t[6]) << 48; /* fall through */
+    case 6: b |= ((uint64_t)t[5]) << 40; /* fall through */
+    case 5: b |= ((uint64_t)t[4]) << 32; /* fall through */
+    case 4: b |= ((uint64_t)t[3]) << 24; /* fall through */
+    case 3: b |= ((uint64_t)t[2]) << 16; /* fall through */
+    case 2: b |= ((uint64_t)t[1]) << 8; /* fall through */
+    case 1: b |= ((uint64_t)t[0]); break;
+    default: break;
+    }
     v3 ^= b;
     LS_SIPROUND;
     v0 ^= b;
