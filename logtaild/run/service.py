@@ -36,7 +36,6 @@ from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.regex import FullMatch
 from logtaild.run.lifecycle import Lifecycle, Progress
 from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
-from logtaild.run.reload import ReloadPlan
 from logtaild.tail.checkpoint import Checkpointer, State
 from logtaild.tail.filestream import FileStream
 from logtaild.tail.position import Position
@@ -45,6 +44,7 @@ from logtaild.tail.waker import Waker
 if TYPE_CHECKING:  # the HTTP side is imported by `run` when it serves: `--once` never loads it
     from logtaild.export.history import History
     from logtaild.run.push import Pusher
+    from logtaild.run.reload import ReloadPlan  # imported by lifecycle.py at the first reload
 
 log = logging.getLogger("logtaild")
 
