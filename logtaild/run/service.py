@@ -32,7 +32,6 @@ from logtaild.count.native import NativeSpec
 from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, format_report
-from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.regex import FullMatch
 from logtaild.run.lifecycle import Lifecycle, Progress
 from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
@@ -43,6 +42,7 @@ from logtaild.tail.waker import Waker
 
 if TYPE_CHECKING:  # the HTTP side is imported by `run` when it serves: `--once` never loads it
     from logtaild.export.history import History
+    from logtaild.export.snapshot import Objective, Snapshot  # imported by the first snapshot() (start-up)
     from logtaild.run.push import Pusher
     from logtaild.run.reload import ReloadPlan  # imported by lifecycle.py at the first reload
 
@@ -553,6 +553,8 @@ class Service:
     def _objective(self, source: Source, route: str) -> Objective:
         objective = source.objectives.get(route)
         if objective is None:
+            from logtaild.export.snapshot import Objective  # here, as in snapshot(): `--once` takes none
+
             objective = Objective()
             for slo in self.config.slo:
                 if self._slo_route(slo.route)(route):
@@ -575,6 +577,10 @@ class Service:
         `live`: the slots themselves, not copies, for the thread that counts (the only one that may
         read them so, and only until it counts again).
         """
+        # here, not at import: a `--once` run without a textfile takes no snapshot (four dataclasses of
+        # start-up)
+        from logtaild.export.snapshot import FileSnapshot, Snapshot
+
         files = []
         with self.lock:
             for source in self.sources.values():
