@@ -14,7 +14,6 @@ import math
 import re
 import types
 import typing
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
@@ -494,6 +493,8 @@ def _readable(path: str, where: str) -> None:
 
 def _check_remote_write(receiver: RemoteWriteConfig, where: str, earlier: list[str]) -> None:
     """URL, timings, credentials, TLS files, headers, labels and the queue of one receiver."""
+    import urllib.parse  # here, not at import (start-up: it brings ipaddress): only remote_write has URLs
+
     url = urllib.parse.urlsplit(receiver.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ConfigError(f"{where}.url: must be an http:// or https:// URL with a host, got {receiver.url!r}")
