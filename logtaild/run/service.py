@@ -26,8 +26,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from logtaild.config import Config, FileConfig, NativeHistogramsConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.labels import escape
-from logtaild.count.latency import Timing
-from logtaild.count.latency import timings as timings_of
 from logtaild.count.native import NativeSpec
 from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
@@ -41,6 +39,7 @@ from logtaild.tail.position import Position
 from logtaild.tail.waker import Waker
 
 if TYPE_CHECKING:  # the HTTP side is imported by `run` when it serves: `--once` never loads it
+    from logtaild.count.latency import Timing  # imported by timings(): `report: latency` only (start-up)
     from logtaild.export.history import History
     from logtaild.export.snapshot import Objective, Snapshot  # imported by the first snapshot() (start-up)
     from logtaild.run.push import Pusher
@@ -504,6 +503,8 @@ class Service:
 
     def timings(self) -> dict[WindowKey, Timing]:
         """Request latencies so far by (path, route, status), native buckets copied (`report: latency`)."""
+        from logtaild.count.latency import timings as timings_of  # here: see the TYPE_CHECKING import
+
         out: dict[WindowKey, Timing] = {}
         buckets = len(self._bounds_s) + 1
         with self.lock:
