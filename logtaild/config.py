@@ -479,7 +479,6 @@ def _check_histogram(hist: HistogramConfig) -> None:
 #: headers remote write sets itself (and Authorization, from basic_auth or bearer_token_file)
 _RESERVED_HEADERS = {"content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent",
                      "authorization", "content-length", "host"}
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _readable(path: str, where: str) -> None:
@@ -525,7 +524,7 @@ def _check_remote_write(receiver: RemoteWriteConfig, where: str, earlier: list[s
         if name.lower() in _RESERVED_HEADERS:
             raise ConfigError(f"{where}.headers.{name}: set by logtaild itself")
     for label in receiver.external_labels:
-        if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__"):  # as _label_name_ok
             raise ConfigError(f"{where}.external_labels.{label}: not a usable Prometheus label name")
     queue = receiver.queue
     if queue.max_samples < 1:
