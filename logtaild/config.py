@@ -130,6 +130,8 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class HistogramConfig:
+    """The classic bucket bounds (seconds): a list, or one generator; none of them: DEFAULT_BUCKETS."""
+
     buckets: tuple[float, ...] | None = None
     exponential: GeneratorConfig | None = None
     linear: GeneratorConfig | None = None
@@ -150,12 +152,16 @@ class SloConfig:
 
 @dataclass(frozen=True)
 class BasicAuthConfig:
+    """HTTP basic auth towards a receiver: the user, and the file its password is read from."""
+
     username: str
     password_file: str  # read at every push (so a rotated secret applies), checked readable at start
 
 
 @dataclass(frozen=True)
 class TlsClientConfig:
+    """TLS towards a receiver: the CA to verify it with, a client certificate, or no verification."""
+
     ca_file: str | None = None
     cert_file: str | None = None  # client certificate (mutual TLS), with key_file
     key_file: str | None = None
@@ -188,6 +194,8 @@ class RemoteWriteConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration: the defaults, a config file's values, and the flags on top."""
+
     listen: str = f":{DEFAULT_PORT}"
     interval: float = 10.0
     state_file: str | None = None
