@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from logtaild.count.labels import printable
 
-if TYPE_CHECKING:  # the type only: latency.py is imported by `report: latency` alone (start-up, see _totals)
+if TYPE_CHECKING:  # the type only: the counts report needs no latency.py (start-up, see _totals)
     from logtaild.count.latency import Timing
 
 RULE = "=" * 29
