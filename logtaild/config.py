@@ -4,7 +4,8 @@ The YAML is mapped onto the dataclasses by their type hints, so a key that is no
 error ("files[0].fromat: unknown key"), and so is a value of the wrong type; checks that types
 cannot express (ranges, regexes, formats) follow in `check`. This is the one module that imports
 yaml: it reads config files (and, through `read_yaml`, the web config) and prints the effective
-config (`dump_yaml`, for --check-config).
+config (`dump_yaml`, for --check-config). yaml is imported by those two functions, not at import:
+it costs about 30 ms of start-up that a `--file ... --once` without a config file does not need.
 """
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ import math
 import re
 import types
 import typing
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
-
-import yaml
 
 from logtaild.regex import FullMatch, RegexError, Rule
 
@@ -132,6 +130,8 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class HistogramConfig:
+    """The classic bucket bounds (seconds): a list, or one generator; none of them: DEFAULT_BUCKETS."""
+
     buckets: tuple[float, ...] | None = None
     exponential: GeneratorConfig | None = None
     linear: GeneratorConfig | None = None
@@ -152,12 +152,16 @@ class SloConfig:
 
 @dataclass(frozen=True)
 class BasicAuthConfig:
+    """HTTP basic auth towards a receiver: the user, and the file its password is read from."""
+
     username: str
     password_file: str  # read at every push (so a rotated secret applies), checked readable at start
 
 
 @dataclass(frozen=True)
 class TlsClientConfig:
+    """TLS towards a receiver: the CA to verify it with, a client certificate, or no verification."""
+
     ca_file: str | None = None
     cert_file: str | None = None  # client certificate (mutual TLS), with key_file
     key_file: str | None = None
@@ -190,6 +194,8 @@ class RemoteWriteConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration: the defaults, a config file's values, and the flags on top."""
+
     listen: str = f":{DEFAULT_PORT}"
     interval: float = 10.0
     state_file: str | None = None
@@ -481,7 +487,6 @@ def _check_histogram(hist: HistogramConfig) -> None:
 #: headers remote write sets itself (and Authorization, from basic_auth or bearer_token_file)
 _RESERVED_HEADERS = {"content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent",
                      "authorization", "content-length", "host"}
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 def _readable(path: str, where: str) -> None:
@@ -495,6 +500,8 @@ def _readable(path: str, where: str) -> None:
 
 def _check_remote_write(receiver: RemoteWriteConfig, where: str, earlier: list[str]) -> None:
     """URL, timings, credentials, TLS files, headers, labels and the queue of one receiver."""
+    import urllib.parse  # here, not at import (start-up: it brings ipaddress): only remote_write has URLs
+
     url = urllib.parse.urlsplit(receiver.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ConfigError(f"{where}.url: must be an http:// or https:// URL with a host, got {receiver.url!r}")
@@ -525,7 +532,7 @@ def _check_remote_write(receiver: RemoteWriteConfig, where: str, earlier: list[s
         if name.lower() in _RESERVED_HEADERS:
             raise ConfigError(f"{where}.headers.{name}: set by logtaild itself")
     for label in receiver.external_labels:
-        if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__"):  # as _label_name_ok
             raise ConfigError(f"{where}.external_labels.{label}: not a usable Prometheus label name")
     queue = receiver.queue
     if queue.max_samples < 1:
@@ -538,6 +545,8 @@ def _check_remote_write(receiver: RemoteWriteConfig, where: str, earlier: list[s
 
 def read_yaml(path: str, what: str = "") -> object:
     """Parse a YAML file; every problem is a one-line ConfigError naming the file (and line)."""
+    import yaml  # here, not at import: start-up without a config file never parses YAML
+
     name = f"{what} {path}".strip()
     try:
         with open(path, encoding="utf-8") as handle:
@@ -573,5 +582,7 @@ def _plain(value: object) -> object:
 
 def dump_yaml(config: Config) -> str:
     """The effective config as YAML, in field order (what --check-config prints)."""
+    import yaml  # start-up: only --check-config prints YAML
+
     text: str = yaml.safe_dump(to_dict(config), sort_keys=False)
     return text

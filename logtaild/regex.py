@@ -13,15 +13,15 @@ Python's own parser reads it, once, when the rule is compiled (RE2's Python wrap
 template code, which garbles non-ASCII text).
 
 A bottom layer of its own, below config: config checks rules with it, count matches with it, and
-neither may import the other.
+neither may import the other. re2 is imported by the first pattern compiled, not with this module: a
+config without route rules and SLOs (every plain `--file`) never needs it, and start-up skips it.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
-from typing import Protocol
-
-import re2
+from typing import Any, Protocol
 
 #: the groups a rule may have (each needs a placeholder character of its own, see `_template`)
 MAX_GROUPS = 200
@@ -55,23 +55,26 @@ class _Compiled(Protocol):
     def sub(self, replacement: object, text: str) -> str: ...
 
 
+@functools.cache
 def _options() -> object:
+    """RE2's options for every pattern, made by the first (see the module's docstring)."""
+    import re2
+
     options = re2.Options()
     options.log_errors = False  # RE2 would print each rejected pattern to stderr, beside our one-line error
     return options
-
-
-_OPTIONS = _options()
 
 
 class Rule:
     """`match` compiled by RE2, and `replace` as `re.sub` reads it; RegexError if either is unusable."""
 
     def __init__(self, match: str, replace: str) -> None:
+        import re2  # on first use (start-up, see the module's docstring)
+
         self.match = match
         self.replace = replace
         try:
-            self._compiled: _Compiled = re2.compile(match, _OPTIONS)
+            self._compiled: _Compiled = re2.compile(match, _options())
         except re2.error as exc:
             raise RegexError(f"{_message(exc)} (RE2 syntax: no backreferences or lookarounds)") from None
         self._pieces = _template(self._compiled, replace)
@@ -92,9 +95,11 @@ class FullMatch:
     """A pattern that must match a whole text (an SLO's `route`), compiled by RE2; RegexError if it cannot."""
 
     def __init__(self, pattern: str) -> None:
+        import re2  # on first use (start-up, see the module's docstring)
+
         self.pattern = pattern
         try:
-            self._compiled: _Compiled = re2.compile(pattern, _OPTIONS)
+            self._compiled: _Compiled = re2.compile(pattern, _options())
         except re2.error as exc:
             raise RegexError(f"{_message(exc)} (RE2 syntax: no backreferences or lookarounds)") from None
 
@@ -108,10 +113,15 @@ class RuleSet:
 
     def __init__(self, rules: Sequence[tuple[str, str]]) -> None:
         self.rules = tuple(Rule(match, replace) for match, replace in rules)
-        self._set = re2.Set.SearchSet(_OPTIONS)
-        for rule in self.rules:
-            self._set.Add(rule.match)  # each compiled alone above, so none fails here
-        self._set.Compile()
+        #: the RE2 set; none without rules, so that a limiter without rules never imports re2 (start-up)
+        self._set: Any = None
+        if self.rules:
+            import re2
+
+            self._set = re2.Set.SearchSet(_options())
+            for rule in self.rules:
+                self._set.Add(rule.match)  # each compiled alone above, so none fails here
+            self._set.Compile()
 
     def __bool__(self) -> bool:
         return bool(self.rules)

@@ -138,11 +138,13 @@ def _unbackslash(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: _BACKSLASH.get(m.group(1), m.group(0)), text) if "\\" in text else text
 
 
-#: nginx's directive as written in nginx.conf: `[log_format] [name] [escape=...] '...' ['...'...][;]`
-_NGINX_DIRECTIVE = re.compile(
+#: nginx's directive as written in nginx.conf: `[log_format] [name] [escape=...] '...' ['...'...][;]`.
+#: The nginx patterns are strings, compiled (and cached) by `re` when the first nginx format is read:
+#: start-up without one does not compile them.
+_NGINX_DIRECTIVE = (
     r"(?:log_format\s+)?(?:(?!escape=)\w+\s+)?(?:escape=(?P<escape>\w+)\s+)?"
-    r"(?P<strings>(?:'(?:[^'\\]|\\.)*'\s*)+);?", re.S)
-_NGINX_PIECE = re.compile(r"'((?:[^'\\]|\\.)*)'", re.S)
+    r"(?P<strings>(?:'(?:[^'\\]|\\.)*'\s*)+);?")
+_NGINX_PIECE = r"'((?:[^'\\]|\\.)*)'"
 #: Apache's directive: `[LogFormat] "..." [nickname]`
 _APACHE_DIRECTIVE_LINE = re.compile(r'(?:LogFormat\s+)?"((?:[^"\\]|\\.)*)"(?:\s+[\w-]+)?', re.S)
 
@@ -158,10 +160,10 @@ def prepare(server: str, text: str) -> tuple[str, str]:
     text = text.strip()
     escape = "default"
     if server == "nginx":
-        directive = _NGINX_DIRECTIVE.fullmatch(text)
+        directive = re.fullmatch(_NGINX_DIRECTIVE, text, re.S)
         if directive:
             escape = directive.group("escape") or escape
-            text = "".join(_NGINX_PIECE.findall(directive.group("strings")))
+            text = "".join(re.findall(_NGINX_PIECE, directive.group("strings"), re.S))
         else:
             match = re.match(r"escape=(\w+)\s+", text)
             if match:
@@ -180,11 +182,12 @@ def prepare(server: str, text: str) -> tuple[str, str]:
     return escape, text
 
 
-_NGINX_NAME = re.compile(r"[A-Za-z0-9_]+")
+_NGINX_NAME = r"[A-Za-z0-9_]+"  # a string, as the patterns above
 
 
 def tokenize_nginx(text: str) -> list[Token]:
     """`$name` and `${name}` are fields; everything else is literal."""
+    variable = re.compile(_NGINX_NAME)  # from re's cache after the first nginx format
     tokens: list[Token] = []
     literal: list[str] = []
     pos = 0
@@ -197,11 +200,11 @@ def tokenize_nginx(text: str) -> list[Token]:
         if text.startswith("{", dollar + 1):
             end = text.find("}", dollar + 2)
             name = text[dollar + 2:end] if end >= 0 else ""
-            if end < 0 or not _NGINX_NAME.fullmatch(name):
+            if end < 0 or not variable.fullmatch(name):
                 raise FormatError(f"unterminated or empty ${{...}} at character {dollar + 1}")
             pos = end + 1
         else:
-            match = _NGINX_NAME.match(text, dollar + 1)
+            match = variable.match(text, dollar + 1)
             if match is None:
                 raise FormatError(f"a $ not followed by a variable name at character {dollar + 1}")
             name, pos = match.group(), match.end()

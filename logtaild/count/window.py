@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from logtaild.count.labels import printable
-from logtaild.count.latency import Timing
+
+if TYPE_CHECKING:  # the type only: the counts report needs no latency.py (start-up, see _totals)
+    from logtaild.count.latency import Timing
 
 RULE = "=" * 29
 #: the header line of `--report latency`: its columns after the QPS (milliseconds; "-": no latency)
@@ -86,6 +89,8 @@ def format_report(counts: Mapping[WindowKey, int], length: float, wall: float | 
 
 def _totals(counts: Mapping[WindowKey, int], latency: Mapping[WindowKey, Timing]) -> dict[str | None, Timing]:
     """The rows' timings added up per status, and for all (key None)."""
+    from logtaild.count.latency import Timing  # here, not at import: only `report: latency` adds timings
+
     out: dict[str | None, Timing] = {}
     for key in counts:
         timing = latency.get(key)

@@ -20,11 +20,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from logtaild.config import Config, ConfigError, FileConfig
-from logtaild.run.reload import ReloadPlan, plan_reload
 from logtaild.run.sdnotify import Notifier
+
+if TYPE_CHECKING:  # the type only: reload.py is imported by the first reload (start-up: see _plan)
+    from logtaild.run.reload import ReloadPlan
 
 log = logging.getLogger("logtaild")
 
@@ -143,6 +145,9 @@ class Lifecycle:
 
     def _plan(self) -> ReloadPlan | None:
         """The plan for the config the reloader gives; None (logged, counted) when it fails."""
+        # here, not at import: a `--once` run or a daemon never sent SIGHUP plans no reload (start-up)
+        from logtaild.run.reload import plan_reload
+
         service = self.service
         try:
             new = self._reloader() if self._reloader else service.config

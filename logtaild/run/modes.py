@@ -2,7 +2,8 @@
 (`--once --state-file`, with `--textfile`). `cli.py` parses the flags and calls `run()`.
 
 Flag combinations that make no sense are ConfigErrors (one line, exit 2). Every mode first raises
-the open-files limit (`raise_open_files_limit`) and caps glibc's malloc arenas (`heap.limit_arenas`).
+the open-files limit (`raise_open_files_limit`); every mode but `--once`, which starts no thread, caps
+glibc's malloc arenas (`heap.limit_arenas`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from logtaild import heap
 from logtaild.config import Config, ConfigError
 
 if TYPE_CHECKING:  # the type only: the CLI's --help imports none of the service
@@ -88,7 +88,12 @@ def run(options: dict[str, Any], load: Callable[[dict[str, Any]], Config]) -> in
     from logtaild.run.service import Service
 
     raise_open_files_limit()
-    heap.limit_arenas()  # before any thread starts
+    if not options.get("once"):
+        # before any thread starts. A `--once` run starts none (no pushers, no watcher; a catch-up
+        # worker is a process), so its one arena needs no cap, nor its start-up ctypes (heap.py)
+        from logtaild import heap
+
+        heap.limit_arenas()
 
     if options.get("detach") and options.get("config"):
         options = {**options, "config": os.path.abspath(options["config"])}  # for SIGHUP, from cwd /

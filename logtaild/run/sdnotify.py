@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the type only: socket is imported by the first send (start-up outside systemd)
+    import socket
 
 log = logging.getLogger("logtaild.sdnotify")
 
@@ -79,6 +82,8 @@ class Notifier:
         message = "\n".join(assignments).encode("utf-8", "replace")
         try:
             if self._sock is None:
+                import socket  # here, not at import: outside systemd no message is ever sent
+
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._sock.sendto(message, self.address)
         except OSError as exc:

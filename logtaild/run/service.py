@@ -26,25 +26,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 from logtaild.config import Config, FileConfig, NativeHistogramsConfig, parse_listen
 from logtaild.count.aggregate import Aggregator
 from logtaild.count.labels import escape
-from logtaild.count.latency import Timing
-from logtaild.count.latency import timings as timings_of
 from logtaild.count.native import NativeSpec
 from logtaild.count.parsers import FormatAdvisor, make_parser
 from logtaild.count.routes import RouteLimiter
 from logtaild.count.window import Window, WindowKey, format_report
-from logtaild.export.snapshot import FileSnapshot, Objective, Snapshot
 from logtaild.regex import FullMatch
 from logtaild.run.lifecycle import Lifecycle, Progress
 from logtaild.run.parallel import RangeJob, RangeResult, merge, usable_cores
-from logtaild.run.reload import ReloadPlan
 from logtaild.tail.checkpoint import Checkpointer, State
 from logtaild.tail.filestream import FileStream
 from logtaild.tail.position import Position
 from logtaild.tail.waker import Waker
 
 if TYPE_CHECKING:  # the HTTP side is imported by `run` when it serves: `--once` never loads it
+    from logtaild.count.latency import Timing  # imported by timings(): `report: latency` only (start-up)
     from logtaild.export.history import History
+    from logtaild.export.snapshot import Objective, Snapshot  # imported by the first snapshot() (start-up)
     from logtaild.run.push import Pusher
+    from logtaild.run.reload import ReloadPlan  # imported by lifecycle.py at the first reload
 
 log = logging.getLogger("logtaild")
 
@@ -504,6 +503,8 @@ class Service:
 
     def timings(self) -> dict[WindowKey, Timing]:
         """Request latencies so far by (path, route, status), native buckets copied (`report: latency`)."""
+        from logtaild.count.latency import timings as timings_of  # here: see the TYPE_CHECKING import
+
         out: dict[WindowKey, Timing] = {}
         buckets = len(self._bounds_s) + 1
         with self.lock:
@@ -553,6 +554,8 @@ class Service:
     def _objective(self, source: Source, route: str) -> Objective:
         objective = source.objectives.get(route)
         if objective is None:
+            from logtaild.export.snapshot import Objective  # here, as in snapshot(): `--once` takes none
+
             objective = Objective()
             for slo in self.config.slo:
                 if self._slo_route(slo.route)(route):
@@ -575,6 +578,10 @@ class Service:
         `live`: the slots themselves, not copies, for the thread that counts (the only one that may
         read them so, and only until it counts again).
         """
+        # here, not at import: a `--once` run without a textfile takes no snapshot (four dataclasses of
+        # start-up)
+        from logtaild.export.snapshot import FileSnapshot, Snapshot
+
         files = []
         with self.lock:
             for source in self.sources.values():

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -214,6 +213,8 @@ class Checkpointer:
                 self._failing_since = self.failures - 1
 
     def _write(self, text: str) -> None:
+        import tempfile  # not at import (start-up): it brings shutil and random; a run without a state file skips it
+
         folder = os.path.dirname(os.path.abspath(self.path))
         fd, tmp = tempfile.mkstemp(prefix=".logtaild-state.", dir=folder)  # created 0600
         try:

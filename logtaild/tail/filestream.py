@@ -28,7 +28,6 @@ reason other than its absence waits to apply the checkpoint until it opens (`_pe
 from __future__ import annotations
 
 import errno
-import getpass
 import logging
 import os
 import stat as stat_mod
@@ -832,6 +831,8 @@ def read_range(fd: int, start: int, end: int, max_line: int,
 
 
 def _user() -> str:
+    import getpass  # here, not at import (start-up): named only in a permission error's message
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

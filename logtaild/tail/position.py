@@ -8,7 +8,6 @@ the file a position names at its path and among the uncompressed siblings rotate
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -77,6 +76,8 @@ def _text(data: Mapping[str, object], name: str) -> str:
 
 
 def digest(data: bytes) -> str:
+    import hashlib  # here, not at import (start-up: OpenSSL's libcrypto): only checkpoints hash
+
     return hashlib.sha256(data).hexdigest()
 
 

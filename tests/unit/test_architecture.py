@@ -100,7 +100,10 @@ def test_only_core_imports_the_compiled_core() -> None:
 
 def test_a_once_run_imports_no_export_stack(tmp_path: Path) -> None:
     """`logtaild --once` counts and prints: the HTTP server, prometheus-client, the web config (ssl,
-    bcrypt), multiprocessing on one CPU and importlib.metadata are start-up it does not need."""
+    bcrypt), multiprocessing on one CPU and importlib.metadata are start-up it does not need; nor, on a
+    plain file without a config or a state file, yaml, re2 (no rules, no SLOs), ctypes (no arena cap
+    without threads), socket (no systemd), tempfile and hashlib (no checkpoint), the snapshot types
+    and the reload planner."""
     import subprocess
 
     log = tmp_path / "a.tsv"
@@ -115,5 +118,7 @@ def test_a_once_run_imports_no_export_stack(tmp_path: Path) -> None:
     assert "TOTAL" in done.stdout, done.stderr[-500:]
     unwanted = {"prometheus_client", "cheroot", "ssl", "bcrypt", "multiprocessing", "importlib.metadata",
                 "logtaild.export.server", "logtaild.export.collector", "logtaild.export.status",
-                "logtaild.export.webconfig", "http.server"}
+                "logtaild.export.webconfig", "http.server",
+                "yaml", "re2", "ctypes", "socket", "tempfile", "hashlib", "logtaild.export.snapshot",
+                "logtaild.run.reload"}
     assert "logtaild.count.aggregate" in loaded and not loaded & unwanted
