@@ -138,6 +138,10 @@ class Aggregator:
         if self._auto is not None and lines:
             self._use(self._auto.choose(list(lines)))
         if self._core is not None and span is not None:
+            head: bytes | None = getattr(lines, "head", None)  # a line before the span (filestream.Chunk)
+            if head is not None:
+                self.lines += 1
+                self._feed_compiled([head], self._core)
             self._feed_chunk(*span, self._core)  # counts self.lines as it scans
             return
         self.lines += len(lines)

@@ -55,24 +55,25 @@ WARN_EVERY = 60.0
 
 class Chunk(Sequence[bytes]):
     """The whole lines of one read: `data[start:end]`, each line ending with its newline, as a sequence of
-    the lines without their newlines.
+    the lines without their newlines; `head`, when not None, is one more line before them (the line the
+    previous read left open, completed by this one: joined on its own, so the read is not copied).
 
-    `span` is what a consumer that scans buffers takes (the compiled core: no bytes object per line);
-    anything else (iteration, indexing, `len`, `==` with a list) sees the lines, split once on first use.
-    `len` counts the newlines, without splitting. The span never holds a line longer than the stream's
-    max_line (split_lines hands such a read out as a list, the long lines dropped).
+    `span` is what a consumer that scans buffers takes (the compiled core: no bytes object per line),
+    after `head`; anything else (iteration, indexing, `len`, `==` with a list) sees the lines, split once
+    on first use. `len` counts the newlines, without splitting. The span never holds a line longer than
+    the stream's max_line (split_lines hands such a read out as a list, the long lines dropped).
     """
 
-    __slots__ = ("data", "start", "end", "_count", "_lines")
+    __slots__ = ("data", "start", "end", "head", "_count", "_lines")
 
-    def __init__(self, data: bytes, start: int, end: int) -> None:
-        self.data, self.start, self.end = data, start, end
+    def __init__(self, data: bytes, start: int, end: int, head: bytes | None = None) -> None:
+        self.data, self.start, self.end, self.head = data, start, end, head
         self._count = -1
         self._lines: list[bytes] | None = None
 
     @property
     def span(self) -> tuple[bytes, int, int]:
-        """(buffer, start, end): the lines' bytes, newlines included."""
+        """(buffer, start, end): the lines' bytes after `head`, newlines included."""
         return self.data, self.start, self.end
 
     def lines(self) -> list[bytes]:
@@ -80,15 +81,17 @@ class Chunk(Sequence[bytes]):
         if self._lines is None:
             lines = self.data[self.start:self.end].split(b"\n")
             lines.pop()  # the span ends with a newline: the split's last item is empty
+            if self.head is not None:
+                lines.insert(0, self.head)
             self._lines = lines
         return self._lines
 
     def __bool__(self) -> bool:  # without counting: a span is never empty of lines unless it is empty
-        return self.end > self.start
+        return self.head is not None or self.end > self.start
 
     def __len__(self) -> int:
         if self._count < 0:
-            self._count = self.data.count(b"\n", self.start, self.end)
+            self._count = self.data.count(b"\n", self.start, self.end) + (self.head is not None)
         return self._count
 
     @overload
@@ -779,13 +782,23 @@ def split_lines(handle: _Handle, data: bytes, max_line: int) -> tuple[Batch, int
 
     Keeps the partial tail in `handle.partial`; advances `handle.consumed` past the whole lines. The
     lines come as a Chunk of the buffer (no copy, no split), or as a list when the read may hold a line
-    longer than `max_line`, which is dropped.
+    longer than `max_line`, which is dropped. A partial line the previous read left, which this read
+    ends, becomes the Chunk's `head`: joining it to the whole read would copy a megabyte each read.
     """
     cut = 0
+    head: bytes | None = None
     base = handle.pos - len(data) - len(handle.partial)
-    if handle.partial:
-        data = handle.partial + data
     start = 0
+    if handle.partial:
+        newline = data.find(b"\n")
+        if 0 <= newline and len(handle.partial) + newline <= max_line:
+            head = handle.partial + data[:newline]
+            base += len(handle.partial)
+            handle.partial = b""
+            start = newline + 1
+            handle.consumed = base + start
+        else:  # no newline yet, or a line too long: read as one with the rest (split below drops it)
+            data = handle.partial + data
     if handle.skipping:
         newline = data.find(b"\n")
         if newline < 0:
@@ -803,16 +816,17 @@ def split_lines(handle: _Handle, data: bytes, max_line: int) -> tuple[Batch, int
         handle.skipping = True
     else:
         handle.partial = data[end:] if end else data
+    first = [] if head is None else [head]
     if end == start:
-        return [], cut
+        return first, cut
     if end - start > max_line and _may_hold_a_long_line(data, max_line, start, end):
         lines = data[start:end - 1].split(b"\n")
         kept = [line for line in lines if len(line) <= max_line]
         if len(kept) < len(lines):
-            return kept, cut + len(lines) - len(kept)
+            return first + kept, cut + len(lines) - len(kept)
     if 2 * (end - start) < len(data):  # a few lines and a long rest: the chunk keeps a copy, not the buffer
-        return Chunk(data[start:end], 0, end - start), cut
-    return Chunk(data, start, end), cut
+        return Chunk(data[start:end], 0, end - start, head), cut
+    return Chunk(data, start, end, head), cut
 
 
 def read_range(fd: int, start: int, end: int, max_line: int,

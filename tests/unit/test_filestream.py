@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from logtaild.tail.filestream import FileStream
+from logtaild.tail.filestream import Chunk, FileStream
 from logtaild.tail.position import Position, validates
 from tests.support.clock import FakeClock
 
@@ -63,6 +63,22 @@ def test_partial_line_is_held_until_its_newline(log: Path, clock: FakeClock) -> 
     assert lines(stream) == [b"partial"]
     append(log, b"\n")
     assert lines(stream) == [b"x"]
+
+
+def test_a_read_that_ends_a_partial_line_is_not_copied_to_join_it(log: Path, clock: FakeClock) -> None:
+    """The line a read left open is joined on its own (the Chunk's head); the next read's buffer is the
+    Chunk's data as it came from the file, so a busy file costs no copy of every read."""
+    log.write_bytes(b"")
+    stream = make(log, clock)
+    append(log, b"first\nsec")
+    assert lines(stream) == [b"first"]
+    append(log, b"ond\nthird\nfourth\nfif")
+    (batch,) = list(stream.poll())
+    assert isinstance(batch, Chunk) and batch.head == b"second"
+    assert batch.span == (b"ond\nthird\nfourth\nfif", 4, 17)
+    assert batch == [b"second", b"third", b"fourth"] and len(batch) == 3
+    append(log, b"th\n")
+    assert lines(stream) == [b"fifth"]
 
 
 def test_missing_file_is_waited_for_and_read_from_its_start(log: Path, clock: FakeClock) -> None:
