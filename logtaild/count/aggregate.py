@@ -359,7 +359,8 @@ class Aggregator:
                 raise ParseError("fields", f"{len(fields)} fields")
             request, status = fields[1], fields[2]
             raw_key = request + b"\t" + status
-            slot = self._cache.get(raw_key) or self._known_slot(raw_key)
+            # with the core, the caches stay empty (it binds the keys itself): no path key to compute
+            slot = None if self._core is not None else (self._cache.get(raw_key) or self._known_slot(raw_key))
             labels = self._labels(request, status) if slot is None else None
             size = parse_bytes(fields[3])
             latency = parse_latency_ms(fields[4]) if len(fields) == 5 else None
