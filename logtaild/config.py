@@ -421,9 +421,14 @@ def _check_log_format(file: FileConfig, where: str) -> None:
         raise ConfigError(f"{where}.upstream_unit: must be seconds, milliseconds or microseconds")
 
 
+def _label_name(label: str) -> bool:
+    """A Prometheus label name that is not one of the reserved `__` names."""
+    return bool(re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label)) and not label.startswith("__")
+
+
 def _label_name_ok(label: str) -> bool:
-    return bool(re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label)) and not label.startswith("__") and \
-        label not in RESERVED_LABELS
+    """A label name a file may add to its series: not one logtaild's series already have."""
+    return _label_name(label) and label not in RESERVED_LABELS
 
 
 def _check_label_fields(file: FileConfig, where: str) -> None:
@@ -532,7 +537,7 @@ def _check_remote_write(receiver: RemoteWriteConfig, where: str, earlier: list[s
         if name.lower() in _RESERVED_HEADERS:
             raise ConfigError(f"{where}.headers.{name}: set by logtaild itself")
     for label in receiver.external_labels:
-        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label) or label.startswith("__"):  # as _label_name_ok
+        if not _label_name(label):
             raise ConfigError(f"{where}.external_labels.{label}: not a usable Prometheus label name")
     queue = receiver.queue
     if queue.max_samples < 1:
